@@ -1,0 +1,36 @@
+"""Shared fixtures: small real images from the shipped recipes and a fast recipe builder."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+IMAGES = ROOT / "recipes" / "images"
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> Path:
+    """A private copy of the shipped images, so tests may write beside them."""
+    folder = tmp_path / "images"
+    shutil.copytree(IMAGES, folder)
+    return folder
+
+
+@pytest.fixture
+def write_recipe(tmp_path: Path, images: Path):
+    """Write a small, fast recipe YAML into tmp_path and return its path."""
+
+    def write(name: str = "recipe.yaml", text: str | None = None, **fields) -> Path:
+        path = tmp_path / name
+        if text is None:
+            data = {"version": 1, "size": 64, "steps": 5, "seed": 0, "styles": [{"image": "images/brick.jpg"}]}
+            data.update(fields)
+            text = yaml.safe_dump(data, sort_keys=False)
+        path.write_text(text)
+        return path
+
+    return write

@@ -1,0 +1,198 @@
+"""The Python API: a :class:`Recipe` in, an image out.
+
+``synthesize`` runs a recipe and returns the image as a tensor; ``render`` also
+writes it, atomically, with the recipe embedded. Both take an explicit device
+(``pick_device`` chooses one the way the CLI does) and report through an
+optional ``on_step`` callback, so they work the same without the CLI.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from . import __version__
+from .errors import TexsynthError, located
+from .features import VGGFeatures
+from .graph import compile_graph, content_targets, style_targets
+from .io import image_size, load_image, save_image, writable_problem
+from .optimize import Progress, optimize
+from .recipe import Init, Recipe
+
+ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass(frozen=True)
+class Synthesis:
+    """What a run produced: the image (1, 3, H, W) in [0, 1] on the CPU, and how it went."""
+
+    image: Tensor
+    losses: dict[str, float]
+    steps: int
+    interrupted: bool
+    seconds: float
+    device: str
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    """``requested`` if it is usable, else CUDA when available, then Apple MPS, then the CPU."""
+    if requested is None:
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    kind = requested.split(":")[0]
+    available = {
+        "cpu": True,
+        "cuda": torch.cuda.is_available(),
+        "mps": torch.backends.mps.is_available(),
+    }
+    if kind not in available:
+        raise TexsynthError(f"--device: unknown device {requested!r}; use cpu, cuda or mps")
+    if not available[kind]:
+        raise TexsynthError(f"--device: {kind} is not available on this machine")
+    return torch.device(requested)
+
+
+#: Half-width of the uniform noise around mid-grey that texture synthesis starts from.
+NOISE_AMPLITUDE = 0.1
+
+
+def _noise(shape: tuple[int, ...], seed: int) -> Tensor:
+    # Full-range white noise (as in Gatys et al.) leaves per-pixel colour noise that
+    # Gram losses barely see, so it survives hundreds of steps; a faint noise around
+    # mid-grey gives the optimizer the same symmetry breaking without the residue.
+    # Drawn on the CPU from its own generator so a seed gives the same start on every device.
+    generator = torch.Generator().manual_seed(seed)
+    return 0.5 + NOISE_AMPLITUDE * (2 * torch.rand(shape, generator=generator) - 1)
+
+
+INITIALIZERS: dict[Init, Callable[[tuple[int, ...], int, Tensor | None], Tensor]] = {
+    Init.NOISE: lambda shape, seed, content: _noise(shape, seed),
+    Init.CONTENT: lambda shape, seed, content: content.clone(),  # type: ignore[union-attr]
+}
+
+
+def synthesize(recipe: Recipe, *, device: str | torch.device = "cpu", on_step: ProgressCallback | None = None) -> Synthesis:
+    """Run ``recipe`` on ``device`` and return the image.
+
+    Texture synthesis (Gatys et al. 2015) when the recipe has no content image,
+    style transfer (Gatys et al. 2016) when it has one. Style targets are
+    computed once; the loop evaluates only the generated image.
+    """
+    device = torch.device(device)
+    # 1. Inputs, at the sizes the recipe asks for.
+    content = None
+    if recipe.content is not None:
+        width, height = recipe.output_size(image_size(recipe.content.image))
+        content = load_image(recipe.content.image, (width, height))
+    else:
+        width, height = recipe.output_size()
+    if min(width, height) < recipe.min_side:
+        raise TexsynthError(
+            f"size: the output would be {width}x{height} px; {recipe.deepest_layer} needs "
+            f"at least {recipe.min_side} px per side"
+        )
+    styles = [load_image(style.image, _style_size(style.image, style.scale, max(width, height))) for style in recipe.styles]
+
+    # 2. A frozen VGG19 cut after the deepest layer the recipe reads.
+    extractor = VGGFeatures(recipe.layers, weights=recipe.weights, pooling=recipe.pooling.value).to(device)
+
+    # 3. Targets, once.
+    grams = style_targets(
+        extractor, [s.to(device) for s in styles], [s.weight for s in recipe.styles], list(recipe.style_layers)
+    )
+    content_features = None
+    if recipe.content is not None and content is not None:
+        content_features = content_targets(extractor, content.to(device), list(recipe.content.layers))
+    graph = compile_graph(recipe, grams, content_features).to(device)
+
+    # 4. Optimize the image.
+    start = INITIALIZERS[recipe.effective_init]((1, 3, height, width), recipe.seed, content)
+    result = optimize(
+        start.to(device),
+        lambda image: graph(extractor(image)),
+        steps=recipe.steps,
+        optimizer=recipe.optimizer,
+        learning_rate=recipe.effective_learning_rate,
+        on_step=on_step,
+    )
+    losses = {name: float(value.mean()) for name, value in result.losses.items()}
+    return Synthesis(
+        image=result.image.detach().cpu(),
+        losses=losses,
+        steps=result.steps,
+        interrupted=result.interrupted,
+        seconds=result.seconds,
+        device=str(device),
+    )
+
+
+def _style_size(path: Path, scale: float, output_long_side: int) -> tuple[int, int]:
+    """Style image size whose long side is ``scale`` × the output's, keeping its aspect."""
+    width, height = image_size(path)
+    factor = scale * output_long_side / max(width, height)
+    return (max(1, round(width * factor)), max(1, round(height * factor)))
+
+
+def metadata(recipe: Recipe, synthesis: Synthesis) -> dict[str, Any]:
+    """What every output carries: the effective recipe, its seed, versions and input hashes."""
+    inputs = [style.image for style in recipe.styles]
+    if recipe.content is not None:
+        inputs.append(recipe.content.image)
+    return {
+        "texsynth": __version__,
+        "torch": torch.__version__,
+        "device": synthesis.device,
+        "seed": recipe.seed,
+        "steps_done": synthesis.steps,
+        "interrupted": synthesis.interrupted,
+        "losses": synthesis.losses,
+        "recipe": recipe.to_dict(),
+        "inputs": {str(path): _sha256(path) for path in inputs},
+    }
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_output(recipe: Recipe, source: str = "recipe") -> Path:
+    """The recipe's output path, after making sure it can be written (nothing is created)."""
+    if recipe.output is None:
+        raise TexsynthError(located(source, "output", "no output path; set output: or pass -o"))
+    problem = writable_problem(recipe.output)
+    if problem:
+        raise TexsynthError(located(source, "output", problem))
+    return recipe.output
+
+
+@dataclass(frozen=True)
+class Rendered:
+    path: Path
+    synthesis: Synthesis
+
+
+def render(
+    recipe: Recipe,
+    *,
+    device: str | torch.device = "cpu",
+    on_step: ProgressCallback | None = None,
+    source: str = "recipe",
+) -> Rendered:
+    """Run ``recipe`` and write its output image (also after Ctrl-C: the best image so far)."""
+    path = check_output(recipe, source)
+    synthesis = synthesize(recipe, device=device, on_step=on_step)
+    save_image(synthesis.image, path, metadata(recipe, synthesis))
+    return Rendered(path=path, synthesis=synthesis)

@@ -1,0 +1,198 @@
+"""The ``texsynth`` command: thin typer commands over the Python API.
+
+Each command parses its options, calls one API function and shows progress
+with rich. Any :class:`TexsynthError` becomes one line on stderr and exit code
+2; Ctrl-C saves the best image so far and exits with 130.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, Optional, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from . import __version__
+from .api import pick_device, render
+from .errors import TexsynthError
+from .optimize import Progress as StepProgress
+from .recipe import load_recipe
+
+app = typer.Typer(
+    name="texsynth",
+    help="Neural texture synthesis, style transfer and style blending from YAML recipes.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def fail_cleanly(command: F) -> F:
+    """Turn a TexsynthError into one line on stderr and exit code 2."""
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except TexsynthError as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"texsynth {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Neural texture synthesis, style transfer and style blending from YAML recipes."""
+
+
+def parse_size(text: str) -> int | list[int]:
+    """``"256"`` -> 256 (long side); ``"320x200"`` -> [320, 200] (width, height)."""
+    parts = text.lower().split("x")
+    if len(parts) in (1, 2) and all(part.strip().isdigit() for part in parts):
+        sides = [int(part) for part in parts]
+        return sides[0] if len(sides) == 1 else sides
+    raise TexsynthError(f"--size: must be a long side like 256 or WIDTHxHEIGHT like 320x200, got {text!r}")
+
+
+def _absolute(path: Path | None) -> str | None:
+    return str(path.expanduser().resolve()) if path is not None else None
+
+
+@app.command("recipe")
+@fail_cleanly
+def recipe_command(
+    file: Annotated[Path, typer.Argument(help="The recipe YAML file to run.", show_default=False)],
+    output: Annotated[
+        Optional[Path],
+        typer.Option("-o", "--output", help="Write the image here (.png, .jpg or .webp) instead of the recipe's output."),
+    ] = None,
+    size: Annotated[
+        Optional[str], typer.Option(help="Output long side in px (e.g. 512) or WIDTHxHEIGHT (e.g. 640x360).")
+    ] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Optimizer steps (overrides the recipe).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed (overrides the recipe).")] = None,
+    device: Annotated[
+        Optional[str], typer.Option(help="cpu, cuda or mps. Default: CUDA if available, else MPS, else CPU.")
+    ] = None,
+    weights: Annotated[
+        Optional[Path],
+        typer.Option(help="A torchvision vgg19 state dict to use instead of the shipped Caffe VGG19 weights."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the effective recipe (all defaults filled in) and exit.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary line.")] = False,
+) -> None:
+    """Run a recipe and write the image it names.
+
+    Without a content image the recipe synthesizes a texture; with one it is a
+    style transfer. Command-line options override the recipe's fields. Paths in
+    the recipe are relative to the recipe file; paths given here, to the current
+    folder.
+    """
+    overrides = {
+        "size": parse_size(size) if size is not None else None,
+        "steps": steps,
+        "seed": seed,
+        "output": _absolute(output),
+        "weights": _absolute(weights),
+    }
+    recipe = load_recipe(file, overrides=overrides)
+    chosen = pick_device(device)
+    if dry_run:
+        typer.echo(f"# device: {chosen}")
+        typer.echo(recipe.to_yaml(), nl=False)
+        return
+    with _progress_bar(quiet, recipe.steps) as on_step:
+        rendered = render(recipe, device=chosen, on_step=on_step, source=str(file))
+    synthesis = rendered.synthesis
+    losses = ", ".join(f"{name} {value:.4g}" for name, value in synthesis.losses.items())
+    if synthesis.interrupted:
+        _stderr().print(
+            f"interrupted after {synthesis.steps} steps: saved the best image so far to {rendered.path}"
+        )
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if not quiet:
+        _stderr().print(
+            f"wrote {rendered.path} ({synthesis.image.shape[-1]}x{synthesis.image.shape[-2]}, "
+            f"{synthesis.steps} steps on {synthesis.device} in {synthesis.seconds:.1f}s; {losses})"
+        )
+
+
+@contextmanager
+def _progress_bar(quiet: bool, steps: int) -> Iterator[Callable[[StepProgress], None] | None]:
+    """A rich progress bar fed by the optimizer's callback; loss values refresh a few times a second."""
+    if quiet:
+        yield None
+        return
+    bar = Progress(
+        TextColumn("[bold]synthesizing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[losses]}"),
+        console=_stderr(),
+        transient=False,
+    )
+    task = bar.add_task("synthesizing", total=steps, losses="")
+    last_values = 0.0
+
+    def on_step(progress: StepProgress) -> None:
+        nonlocal last_values
+        fields: dict[str, Any] = {}
+        now = time.monotonic()
+        # Reading losses syncs the GPU, so do it only a few times a second.
+        if now - last_values > 0.25 or progress.step == progress.steps:
+            last_values = now
+            fields["losses"] = "  ".join(f"{name} {value:.4g}" for name, value in progress.values().items())
+        bar.update(task, completed=progress.step, **fields)
+
+    with bar:
+        yield on_step
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: click's own usage errors also become one line and exit code 2."""
+    try:
+        code = app(args=argv, prog_name="texsynth", standalone_mode=False)
+    except typer.TyperException as error:  # click's usage errors
+        if type(error).__name__ == "NoArgsIsHelpError":
+            typer.echo(error.format_message())
+        else:
+            typer.echo(f"error: {error.format_message()}", err=True)
+        sys.exit(error.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        sys.exit(EXIT_INTERRUPTED)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,19 @@
+"""Loss families, one per module: a pure function and a thin ``nn.Module`` holding its target.
+
+Every loss returns one value per batch item, shape (B,), so batched tiles can
+report their own losses; the optimizer sums them.
+"""
+
+from .content import ContentLoss, content_loss
+from .gram import GramLoss, gram_loss, gram_matrix
+from .tv import TotalVariationLoss, total_variation
+
+__all__ = [
+    "ContentLoss",
+    "GramLoss",
+    "TotalVariationLoss",
+    "content_loss",
+    "gram_loss",
+    "gram_matrix",
+    "total_variation",
+]

@@ -1,0 +1,50 @@
+"""Gram-matrix style loss (Gatys, Ecker & Bethge, "Texture Synthesis Using
+Convolutional Neural Networks", NeurIPS 2015).
+
+A layer's Gram matrix G = F·Fᵀ / (H·W) holds the channel correlations averaged
+over positions, so it describes a texture independently of where things are
+and of the image size. Departing from the paper's 1/(4·N²·M²) factor, the loss
+is the relative error ‖G − T‖² / ‖T‖²: every layer starts near 1 whatever its
+activation scale, so layer weights near 1 mean "equal say".
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ._checks import relative_error, require_4d
+
+
+def gram_matrix(features: Tensor) -> Tensor:
+    """Channel correlations of ``features`` (B, C, H, W) -> (B, C, C), divided by H·W."""
+    require_4d("features", features)
+    batch, channels, height, width = features.shape
+    flat = features.reshape(batch, channels, height * width)  # (B, C, H*W)
+    return torch.bmm(flat, flat.transpose(1, 2)) / (height * width)  # (B, C, C)
+
+
+def gram_loss(gram: Tensor, target: Tensor) -> Tensor:
+    """Relative squared error of Gram matrices (B, C, C) against a target (C, C) -> (B,)."""
+    if gram.dim() != 3 or gram.shape[-2:] != target.shape[-2:]:
+        raise ValueError(f"gram {tuple(gram.shape)} does not match target {tuple(target.shape)}")
+    return relative_error(gram - target, target, dims=(1, 2))
+
+
+class GramLoss(nn.Module):
+    """Gram loss of a feature map against a fixed target Gram matrix (C, C), kept in a buffer."""
+
+    def __init__(self, target: Tensor) -> None:
+        super().__init__()
+        if target.dim() == 3:
+            target = target[0]
+        if target.dim() != 2 or target.shape[0] != target.shape[1]:
+            raise ValueError(f"target must be a (C, C) Gram matrix, got {tuple(target.shape)}")
+        self.register_buffer("target", target.detach().clone())
+
+    def forward(self, features: Tensor) -> Tensor:
+        # Grams are sums over many positions: fp32 keeps them accurate under autocast.
+        return gram_loss(gram_matrix(features.float()), self.target)
+
+    def extra_repr(self) -> str:
+        return f"channels={self.target.shape[0]}"
