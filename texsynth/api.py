@@ -144,6 +144,9 @@ def _style_size(path: Path, scale: float, output_long_side: int) -> tuple[int, i
 
 def metadata(recipe: Recipe, synthesis: Synthesis) -> dict[str, Any]:
     """What every output carries: the effective recipe, its seed, versions and input hashes."""
+    # The output path is left out: it says where this copy went, not how to make
+    # it, and two runs that differ only there must give identical files.
+    embedded = {key: value for key, value in recipe.to_dict().items() if key != "output"}
     inputs = [style.image for style in recipe.styles]
     if recipe.content is not None:
         inputs.append(recipe.content.image)
@@ -155,7 +158,7 @@ def metadata(recipe: Recipe, synthesis: Synthesis) -> dict[str, Any]:
         "steps_done": synthesis.steps,
         "interrupted": synthesis.interrupted,
         "losses": synthesis.losses,
-        "recipe": recipe.to_dict(),
+        "recipe": embedded,
         "inputs": {str(path): _sha256(path) for path in inputs},
     }
 

@@ -167,6 +167,9 @@ def _progress_bar(quiet: bool, steps: int) -> Iterator[Callable[[StepProgress], 
 
     def on_step(progress: StepProgress) -> None:
         nonlocal last_values
+        # Started on the first step, so an input error found before the loop prints alone.
+        if not bar.live.is_started:
+            bar.start()
         fields: dict[str, Any] = {}
         now = time.monotonic()
         # Reading losses syncs the GPU, so do it only a few times a second.
@@ -175,8 +178,10 @@ def _progress_bar(quiet: bool, steps: int) -> Iterator[Callable[[StepProgress], 
             fields["losses"] = "  ".join(f"{name} {value:.4g}" for name, value in progress.values().items())
         bar.update(task, completed=progress.step, **fields)
 
-    with bar:
+    try:
         yield on_step
+    finally:
+        bar.stop()
 
 
 def main(argv: list[str] | None = None) -> None:

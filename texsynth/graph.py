@@ -22,6 +22,12 @@ from .recipe import Recipe
 
 Extractor = Callable[[Tensor], Mapping[str, Tensor]]
 
+#: Relative content errors run about ten times larger than relative Gram errors
+#: for the same visual change, so the content term is scaled down by this much:
+#: then ``content.weight: 1`` with ``style_weight: 1`` gives a balanced transfer
+#: (measured on Chelsea × Starry Night: 1:1 unscaled kept the photo almost as is).
+CONTENT_SCALE = 0.1
+
 
 class AtLayer(nn.Module):
     """Apply ``loss`` to the activation named ``layer``."""
@@ -112,7 +118,7 @@ def content_targets(extract: Extractor, image: Tensor, layers: Sequence[str]) ->
 def compile_graph(
     recipe: Recipe, style_grams: Mapping[str, Tensor], content_features: Mapping[str, Tensor] | None = None
 ) -> LossGraph:
-    """The loss graph of ``recipe``: style_weight·style + content.weight·content + tv_weight·tv."""
+    """The loss graph of ``recipe``: style_weight·style + content.weight·CONTENT_SCALE·content + tv_weight·tv."""
     layer_shares = zip(recipe.style_layers, normalized(recipe.style_layers))
     terms: dict[str, nn.Module] = {
         "style": Weighted(
@@ -125,7 +131,7 @@ def compile_graph(
             raise ValueError("the recipe has a content image but no content targets were given")
         shares = zip(recipe.content.layers, normalized(recipe.content.layers))
         terms["content"] = Weighted(
-            recipe.content.weight,
+            recipe.content.weight * CONTENT_SCALE,
             Sum([Weighted(share, AtLayer(layer, ContentLoss(content_features[layer]))) for layer, share in shares]),
         )
     if recipe.tv_weight > 0:

@@ -71,7 +71,7 @@ def load_image(path: Path, size: tuple[int, int] | None = None) -> Tensor:
                 image = image.resize(tuple(size), Image.Resampling.LANCZOS)
         except OSError as error:
             raise TexsynthError(f"{path}: cannot decode image: {error}") from None
-    return pil_to_tensor(image).unsqueeze(0).float().div_(255.0)  # (1, 3, H, W)
+    return pil_to_tensor(image).unsqueeze(0).float().div_(255.0).contiguous()  # (1, 3, H, W)
 
 
 @contextlib.contextmanager
@@ -131,11 +131,19 @@ def atomic_write(path: Path, mode: str = "wb") -> Iterator[Any]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        # mkstemp makes the file private (0600); an output should get the usual permissions.
+        os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def read_metadata(path: Path) -> dict[str, Any] | None:

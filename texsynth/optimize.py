@@ -108,7 +108,8 @@ def optimize(
     """
     optimizer = Optimizer(optimizer)
     # 1. The image is the only variable; the network's weights are frozen elsewhere.
-    variable = image.detach().clone().clamp_(0, 1).requires_grad_(True)
+    # It stays contiguous: L-BFGS flattens gradients with view(), which fails on other layouts.
+    variable = image.detach().clone(memory_format=torch.contiguous_format).clamp_(0, 1).requires_grad_(True)
     stepper = STRATEGIES[optimizer](variable, learning_rate or DEFAULT_LEARNING_RATES[optimizer])
     best = _Best(variable)
     start = time.perf_counter()

@@ -118,8 +118,9 @@ class Recipe(BaseModel):
     Losses are normalized so weights near 1 are meaningful: style and content
     layer weights are divided by their sums, style image weights likewise, and
     every layer's loss is a relative error, independent of layer size and image
-    size. The total is ``content.weight * content + style_weight * style +
-    tv_weight * tv``.
+    size. The total is ``style_weight * style + content.weight * content +
+    tv_weight * tv``, with the content term pre-scaled (graph.CONTENT_SCALE) so
+    that equal weights give a balanced style transfer.
     """
 
     model_config = _FROZEN
@@ -322,14 +323,16 @@ def parse_recipe(
         errors = [e for e in errors if not (e["type"] == "too_short" and _has_child_error(e["loc"], errors))]
         problems = [_describe(e, source, node, overrides) for e in errors]
         raise TexsynthError(problems[0], problems=problems) from None
-    problems = check_inputs(recipe, source)
+    problems = [
+        located(source, _label(field, overrides), message) for field, message in check_inputs(recipe)
+    ]
     if problems:
         raise TexsynthError(problems[0], problems=problems)
     return recipe
 
 
-def check_inputs(recipe: Recipe, source: str) -> list[str]:
-    """Problems with the files a recipe reads (missing, unreadable, not an image)."""
+def check_inputs(recipe: Recipe) -> list[tuple[str, str]]:
+    """(field, problem) for each file the recipe reads that is missing, unreadable or not an image."""
     from .io import probe_image
 
     problems = []
@@ -339,10 +342,14 @@ def check_inputs(recipe: Recipe, source: str) -> list[str]:
     for field, path in images:
         problem = probe_image(path)
         if problem:
-            problems.append(located(source, field, problem))
+            problems.append((field, problem))
     if recipe.weights is not None and not recipe.weights.is_file():
-        problems.append(located(source, "weights", f"no such file: {recipe.weights}"))
+        problems.append(("weights", f"no such file: {recipe.weights}"))
     return problems
+
+
+def _label(field: str, overrides: Mapping[str, Any]) -> str:
+    return f"{field} (from the command line)" if field.split(".")[0].split("[")[0] in overrides else field
 
 
 # ---------------------------------------------------------------- error messages
@@ -424,8 +431,8 @@ def _describe(error: dict, source: str, node: yaml.Node | None, overrides: Mappi
         field, message = message.split(": ", 1)
         loc = (field,)
     field = _field_path(loc) or None
-    if loc and loc[0] in overrides:
-        return located(source, f"{field} (from the command line)", message)
+    if field and loc[0] in overrides:
+        return located(source, _label(field, overrides), message)
     line = _line_of(node, loc)
     return located(source, field, message) + (f" (line {line})" if line else "")
 
