@@ -194,3 +194,23 @@ def test_console_script_usage_errors_are_one_line(tmp_path):
     )
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1 and "--steps" in result.stderr
+
+
+def test_ctrl_c_saves_the_best_image_so_far_and_exits_130(write_recipe, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = write_recipe(steps=100_000, output="interrupted.png")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "texsynth", "recipe", str(path), "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    time.sleep(12)  # weights, targets, then a few hundred 64 px steps
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert b"Traceback" not in stderr and b"saved the best image so far" in stderr
+    meta = read_metadata(tmp_path / "interrupted.png")
+    assert meta["interrupted"] is True and 0 < meta["steps_done"] < 100_000
+    assert not list(tmp_path.glob(".*.part"))
