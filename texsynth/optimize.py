@@ -17,6 +17,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from .lbfgs import BatchedLBFGS
 from .recipe import DEFAULT_LEARNING_RATES, Optimizer
 
 Objective = Callable[[Tensor], Mapping[str, Tensor]]
@@ -24,12 +25,17 @@ Objective = Callable[[Tensor], Mapping[str, Tensor]]
 
 @dataclass(frozen=True)
 class Progress:
-    """One finished step. ``losses`` are the named terms per batch item, (B,), still on the device."""
+    """One finished step. ``losses`` are the named terms per batch item, (B,), still on the device.
+
+    ``image`` is the current image batch (B, 3, H, W) on the device, after the
+    step; it is updated in place by the next step, so copy it to keep it.
+    """
 
     step: int
     steps: int
     losses: Mapping[str, Tensor]
     elapsed: float
+    image: Tensor | None = None
 
     def values(self) -> dict[str, float]:
         """Loss terms as floats (the batch mean): a sync point, call it only when reporting."""
@@ -41,36 +47,41 @@ class Progress:
 @dataclass(frozen=True)
 class Result:
     image: Tensor  # (B, 3, H, W) in [0, 1]
-    losses: Mapping[str, Tensor]  # final named terms, (B,)
+    losses: Mapping[str, Tensor]  # named terms at the returned image, (B,)
     steps: int  # steps completed
     interrupted: bool
     seconds: float
 
 
-class Stepper(Protocol):
-    def zero_grad(self) -> None: ...
+class Strategy(Protocol):
+    """Moves the variable one step, given its gradient and per-item loss (B,), keeping it in [0, 1]."""
 
-    def step(self, closure: Callable[[], Tensor]) -> object: ...
-
-
-def _lbfgs(variable: Tensor, learning_rate: float) -> Stepper:
-    # One iteration per step() call so the loop can clamp and report between
-    # iterations; the history lives in the optimizer's state across calls.
-    # A fixed step (no line search) costs one evaluation per iteration, and the
-    # tolerances are off because relative losses have small gradients that
-    # would otherwise stop the optimizer early.
-    return torch.optim.LBFGS(
-        [variable], lr=learning_rate, max_iter=1, history_size=50, tolerance_grad=0.0, tolerance_change=0.0
-    )
+    def update(self, gradient: Tensor, loss: Tensor) -> None: ...
 
 
-def _adam(variable: Tensor, learning_rate: float) -> Stepper:
-    return torch.optim.Adam([variable], lr=learning_rate)
+class _LBFGS:
+    def __init__(self, variable: Tensor, learning_rate: float) -> None:
+        self._lbfgs = BatchedLBFGS(variable, learning_rate=learning_rate)
+
+    def update(self, gradient: Tensor, loss: Tensor) -> None:
+        self._lbfgs.update(gradient, loss)
 
 
-STRATEGIES: dict[Optimizer, Callable[[Tensor, float], Stepper]] = {
-    Optimizer.LBFGS: _lbfgs,
-    Optimizer.ADAM: _adam,
+class _Adam:
+    def __init__(self, variable: Tensor, learning_rate: float) -> None:
+        self._variable = variable
+        self._adam = torch.optim.Adam([variable], lr=learning_rate)
+
+    @torch.no_grad()
+    def update(self, gradient: Tensor, loss: Tensor) -> None:
+        self._variable.grad = gradient
+        self._adam.step()
+        self._variable.clamp_(0, 1)
+
+
+STRATEGIES: dict[Optimizer, Callable[[Tensor, float], Strategy]] = {
+    Optimizer.LBFGS: _LBFGS,
+    Optimizer.ADAM: _Adam,
 }
 
 
@@ -92,6 +103,12 @@ class _Best:
         }
 
 
+def evaluate(objective: Objective, image: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+    """Named loss terms and their per-item total (B,)."""
+    losses = dict(objective(image))
+    return losses, torch.stack(list(losses.values())).sum(dim=0)
+
+
 def optimize(
     image: Tensor,
     objective: Objective,
@@ -103,47 +120,38 @@ def optimize(
 ) -> Result:
     """Minimize ``objective`` over the pixels of ``image`` (B, 3, H, W) for ``steps`` steps.
 
-    ``objective`` maps an image batch to named loss terms, each (B,). Returns the
-    best image seen (lowest total loss per batch item).
+    ``objective`` maps an image batch to named loss terms, each (B,); batch
+    items are optimized independently. Each step costs one evaluation. Returns
+    the best image seen (lowest total loss per batch item).
     """
     optimizer = Optimizer(optimizer)
     # 1. The image is the only variable; the network's weights are frozen elsewhere.
-    # It stays contiguous: L-BFGS flattens gradients with view(), which fails on other layouts.
-    variable = image.detach().clone(memory_format=torch.contiguous_format).clamp_(0, 1).requires_grad_(True)
-    stepper = STRATEGIES[optimizer](variable, learning_rate or DEFAULT_LEARNING_RATES[optimizer])
+    variable = image.detach().clone().clamp_(0, 1).requires_grad_(True)
+    strategy = STRATEGIES[optimizer](variable, learning_rate or DEFAULT_LEARNING_RATES[optimizer])
     best = _Best(variable)
     start = time.perf_counter()
     done = 0
     interrupted = False
-    latest: dict[str, Tensor] = {}
-
-    def closure() -> Tensor:
-        # 2. Evaluate every term and remember the best image (the one evaluated here).
-        stepper.zero_grad()
-        losses = dict(objective(variable))
-        total = torch.stack(list(losses.values())).sum(dim=0)  # (B,)
-        total.sum().backward()
-        best.offer(variable, total, losses)
-        latest.update(losses)
-        return total.sum()
-
     try:
         for step in range(1, steps + 1):
-            # 3. One optimizer iteration, then project back onto valid pixels.
-            stepper.step(closure)
-            with torch.no_grad():
-                variable.clamp_(0, 1)
+            # 2. Evaluate every term and its gradient; remember the best image.
+            losses, total = evaluate(objective, variable)
+            (gradient,) = torch.autograd.grad(total.sum(), variable)
+            best.offer(variable, total, losses)
+            # 3. One optimizer step, which keeps the pixels in [0, 1].
+            strategy.update(gradient, total.detach())
             done = step
             if on_step is not None:
-                on_step(Progress(step, steps, {k: v.detach() for k, v in latest.items()}, time.perf_counter() - start))
+                detached = {name: value.detach() for name, value in losses.items()}
+                on_step(Progress(step, steps, detached, time.perf_counter() - start, variable.detach()))
         # 4. Score the final iterate too, so it can win.
         with torch.no_grad():
-            losses = dict(objective(variable))
-            best.offer(variable, torch.stack(list(losses.values())).sum(dim=0), losses)
+            losses, total = evaluate(objective, variable)
+            best.offer(variable, total, losses)
     except KeyboardInterrupt:
         interrupted = True
     return Result(
-        image=best.image.clamp(0, 1),
+        image=best.image,
         losses=best.losses,
         steps=done,
         interrupted=interrupted,
