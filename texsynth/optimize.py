@@ -36,6 +36,9 @@ class Progress:
     losses: Mapping[str, Tensor]
     elapsed: float
     image: Tensor | None = None
+    #: Which scale of a coarse-to-fine pyramid this step belongs to (0 = coarsest).
+    scale: int = 0
+    scales: int = 1
 
     def values(self) -> dict[str, float]:
         """Loss terms as floats (the batch mean): a sync point, call it only when reporting."""

@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -54,6 +54,13 @@ class Init(str, Enum):
 class Pooling(str, Enum):
     MAX = "max"
     AVG = "avg"
+
+
+class Precision(str, Enum):
+    #: bf16 convolutions on CUDA, fp32 elsewhere.
+    AUTO = "auto"
+    FP32 = "fp32"
+    BF16 = "bf16"
 
 
 #: Learning rate when a recipe sets none: L-BFGS takes full quasi-Newton steps;
@@ -142,6 +149,13 @@ class Recipe(BaseModel):
     output: Path | None = None
     #: A torchvision ``vgg19`` state dict to use instead of the shipped Caffe weights.
     weights: Path | None = None
+    #: Coarse-to-fine pyramid: "auto" (one scale up to 256 px, then one more per
+    #: doubling), or a number of scales; 1 turns it off.
+    scales: Literal["auto"] | int = "auto"
+    #: Make the output wrap around seamlessly (circular padding in VGG19 and TV).
+    tileable: Annotated[bool, Field(strict=True)] = False
+    #: Arithmetic of the convolutions: auto is bf16 on CUDA and fp32 elsewhere.
+    precision: Precision = Precision.AUTO
 
     _resolve_paths = field_validator("output", "weights")(_resolve)
     _check_layers = field_validator("style_layers")(_check_layers)
@@ -171,6 +185,13 @@ class Recipe(BaseModel):
                 raise ValueError(f"{side} px is out of range: each side must be between {MIN_SIDE} and {MAX_SIDE} px")
         return sides[0] if len(sides) == 1 else (sides[0], sides[1])
 
+    @field_validator("scales", mode="before")
+    @classmethod
+    def _parse_scales(cls, value: Any) -> str | int:
+        if value == "auto" or (type(value) is int and 1 <= value <= 8):
+            return value
+        raise ValueError(f"must be 'auto' or a whole number from 1 to 8, got {value!r}")
+
     @field_validator("output")
     @classmethod
     def _image_suffix(cls, output: Path | None) -> Path | None:
@@ -188,6 +209,12 @@ class Recipe(BaseModel):
             raise ValueError(
                 f"size: {min(sides)} px is too small for {self.deepest_layer}; the deepest layer "
                 f"needs at least {minimum} px per side"
+            )
+        if self.tileable and any(side % self.tile_multiple for side in sides):
+            raise ValueError(
+                f"size: a tileable output needs sides divisible by {self.tile_multiple} "
+                f"({self.deepest_layer} sees the image halved {downsampling(self.deepest_layer)} times), "
+                f"got {self.size}"
             )
         return self
 
@@ -209,6 +236,11 @@ class Recipe(BaseModel):
         return max(MIN_SIDE, 2 ** (downsampling(self.deepest_layer) + 1))
 
     @property
+    def tile_multiple(self) -> int:
+        """Side lengths a tileable output must divide by: every pooling must see whole 2×2 cells."""
+        return 2 ** downsampling(self.deepest_layer)
+
+    @property
     def effective_init(self) -> Init:
         if self.init is not None:
             return self.init
@@ -226,7 +258,8 @@ class Recipe(BaseModel):
             return (self.size, self.size)
         width, height = content_size
         scale = self.size / max(width, height)
-        return (max(1, round(width * scale)), max(1, round(height * scale)))
+        step = self.tile_multiple if self.tileable else 1
+        return (max(step, round(width * scale / step) * step), max(step, round(height * scale / step) * step))
 
     def to_dict(self) -> dict[str, Any]:
         """The effective recipe (every default filled in) as plain YAML/JSON data."""
