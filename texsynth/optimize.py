@@ -30,6 +30,9 @@ class Progress:
     steps: int
     losses: Mapping[str, Tensor]
     elapsed: float
+    #: The current clamped image batch (B, 3, H, W) on the device; the loop keeps
+    #: changing it, so copy it if you keep it past the callback.
+    image: Tensor | None = None
 
     def values(self) -> dict[str, float]:
         """Loss terms as floats (the batch mean): a sync point, call it only when reporting."""
@@ -135,7 +138,15 @@ def optimize(
                 variable.clamp_(0, 1)
             done = step
             if on_step is not None:
-                on_step(Progress(step, steps, {k: v.detach() for k, v in latest.items()}, time.perf_counter() - start))
+                on_step(
+                    Progress(
+                        step,
+                        steps,
+                        {k: v.detach() for k, v in latest.items()},
+                        time.perf_counter() - start,
+                        image=variable.detach(),
+                    )
+                )
         # 4. Score the final iterate too, so it can win.
         with torch.no_grad():
             losses = dict(objective(variable))
