@@ -10,7 +10,6 @@ folder of recipe + images can be zipped and shared. Problems are reported as
 from __future__ import annotations
 
 import difflib
-import math
 from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
@@ -21,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from .errors import TexsynthError, located
 from .features import FEATURE_LAYERS, deepest_layer, downsampling
+from .messages import describe, drop_redundant, kind, locate
 
 #: The recipe format this texsynth reads and writes.
 RECIPE_VERSION = 1
@@ -308,7 +308,7 @@ def parse_recipe(
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise TexsynthError(located(source, None, f"a recipe must be a mapping of fields, got {_kind(data)}"))
+        raise TexsynthError(located(source, None, f"a recipe must be a mapping of fields, got {kind(data)}"))
     merged = dict(data)
     overrides = {key: value for key, value in (overrides or {}).items() if value is not None}
     merged.update(overrides)
@@ -318,139 +318,27 @@ def parse_recipe(
     try:
         recipe = Recipe.model_validate(merged, context=context)
     except ValidationError as error:
-        errors = error.errors()
-        # A list whose items failed is also reported "too short" by pydantic: keep only the real cause.
-        errors = [e for e in errors if not (e["type"] == "too_short" and _has_child_error(e["loc"], errors))]
-        problems = [_describe(e, source, node, overrides) for e in errors]
+        problems = [describe(e, source, node, overrides, Recipe) for e in drop_redundant(error.errors())]
         raise TexsynthError(problems[0], problems=problems) from None
-    problems = [
-        located(source, _label(field, overrides), message) for field, message in check_inputs(recipe)
-    ]
+    problems = [locate(loc, message, source, None, overrides) for loc, message in check_inputs(recipe)]
     if problems:
         raise TexsynthError(problems[0], problems=problems)
     return recipe
 
 
-def check_inputs(recipe: Recipe) -> list[tuple[str, str]]:
-    """(field, problem) for each file the recipe reads that is missing, unreadable or not an image."""
+def check_inputs(recipe: Recipe) -> list[tuple[tuple, str]]:
+    """(location, problem) for each file the recipe reads that is missing, unreadable or not an image."""
     from .io import probe_image
 
-    problems = []
-    images = [(f"styles[{i}].image", style.image) for i, style in enumerate(recipe.styles)]
+    problems: list[tuple[tuple, str]] = []
+    images: list[tuple[tuple, Path]] = [(("styles", i, "image"), style.image) for i, style in enumerate(recipe.styles)]
     if recipe.content is not None:
-        images.append(("content.image", recipe.content.image))
-    for field, path in images:
+        images.append((("content", "image"), recipe.content.image))
+    for loc, path in images:
         problem = probe_image(path)
         if problem:
-            problems.append((field, problem))
+            problems.append((loc, problem))
     if recipe.weights is not None and not recipe.weights.is_file():
-        problems.append(("weights", f"no such file: {recipe.weights}"))
+        problems.append((("weights",), f"no such file: {recipe.weights}"))
     return problems
 
-
-def _label(field: str, overrides: Mapping[str, Any]) -> str:
-    return f"{field} (from the command line)" if field.split(".")[0].split("[")[0] in overrides else field
-
-
-# ---------------------------------------------------------------- error messages
-
-
-def _has_child_error(loc: tuple, errors: list) -> bool:
-    return any(len(other["loc"]) > len(loc) and tuple(other["loc"][: len(loc)]) == tuple(loc) for other in errors)
-
-
-def _kind(value: Any) -> str:
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "true/false"}.get(
-        type(value), type(value).__name__
-    )
-
-
-def _field_path(loc: tuple) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
-
-def _allowed_fields(loc: tuple) -> list[str]:
-    model: type[BaseModel] = Recipe
-    for part in loc[:-1]:
-        if part == "styles":
-            model = Style
-        elif part == "content":
-            model = Content
-    return list(model.model_fields)
-
-
-def _message(error: dict) -> str:
-    kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
-    if kind == "missing":
-        return "required field is missing"
-    if kind == "extra_forbidden":
-        hint = difflib.get_close_matches(str(error["loc"][-1]), _allowed_fields(error["loc"]), n=1)
-        return "unknown field" + (f" (did you mean {hint[0]!r}?)" if hint else "")
-    if kind == "greater_than":
-        return f"must be > {ctx['gt']:g}, got {value!r}"
-    if kind == "greater_than_equal":
-        return f"must be >= {ctx['ge']:g}, got {value!r}"
-    if kind in ("less_than", "less_than_equal"):
-        bound = ctx.get("lt", ctx.get("le"))
-        return f"must be {'<' if kind == 'less_than' else '<='} {bound:g}, got {value!r}"
-    if kind == "finite_number":
-        return f"must be a finite number, got {value!r}"
-    if kind.startswith("int_"):
-        return f"must be a whole number, got {_shown(value)}"
-    if kind.startswith("float_"):
-        return f"must be a number, got {_shown(value)}"
-    if kind == "enum":
-        return f"must be one of {ctx['expected']}, got {_shown(value)}"
-    if kind in ("path_type", "string_type"):
-        return f"must be a path (text), got {_shown(value)}"
-    if kind in ("dict_type", "model_type", "model_attributes_type"):
-        return f"must be a mapping, got {_shown(value)}"
-    if kind in ("tuple_type", "list_type"):
-        return f"must be a list, got {_shown(value)}"
-    if kind == "too_short":
-        return "must have at least one entry"
-    if kind == "value_error":
-        return str(ctx.get("error", error["msg"]))
-    return error["msg"][:1].lower() + error["msg"][1:]
-
-
-def _shown(value: Any) -> str:
-    if isinstance(value, float) and math.isnan(value):
-        return "nan"
-    return _kind(value) if isinstance(value, (dict, list)) else repr(value)
-
-
-def _describe(error: dict, source: str, node: yaml.Node | None, overrides: Mapping[str, Any]) -> str:
-    loc = tuple(error["loc"])
-    message = _message(error)
-    # A model-level check names its own field inside the message ("size: ...").
-    if not loc and ": " in message:
-        field, message = message.split(": ", 1)
-        loc = (field,)
-    field = _field_path(loc) or None
-    if field and loc[0] in overrides:
-        return located(source, _label(field, overrides), message)
-    line = _line_of(node, loc)
-    return located(source, field, message) + (f" (line {line})" if line else "")
-
-
-def _line_of(node: yaml.Node | None, loc: tuple) -> int | None:
-    """1-based YAML line of the value at ``loc`` (or of its key, for an unknown field)."""
-    if node is None:
-        return None
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                if key.value == str(part):
-                    node = key if part == loc[-1] and not isinstance(value, yaml.CollectionNode) else value
-                    break
-            else:
-                return node.start_mark.line + 1
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-        else:
-            break
-    return node.start_mark.line + 1
