@@ -20,7 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from .errors import TexsynthError, located
 from .features import FEATURE_LAYERS, deepest_layer, downsampling
-from .messages import describe, drop_redundant, kind, locate
+from .io import probe_image
+from .messages import describe, drop_redundant, kind
+from .safe_yaml import read_yaml
 
 #: The recipe format this texsynth reads and writes.
 RECIPE_VERSION = 1
@@ -28,6 +30,8 @@ RECIPE_VERSION = 1
 MAX_SIDE = 8192
 #: Smallest output side: relu5_1 sees it halved four times.
 MIN_SIDE = 16
+#: Recipes are small text files; anything bigger is a mistake or an attack.
+MAX_RECIPE_BYTES = 1_000_000
 #: Image types an output path may have.
 OUTPUT_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
@@ -49,6 +53,16 @@ class Optimizer(str, Enum):
 class Init(str, Enum):
     NOISE = "noise"
     CONTENT = "content"
+    IMAGE = "image"
+    STYLE_MEAN = "style_mean"
+
+
+class PreserveColour(str, Enum):
+    """How a style transfer keeps the content's colours (Gatys et al. 2017, see colour.py)."""
+
+    NONE = "none"
+    LUMINANCE = "luminance"
+    HISTOGRAM = "histogram"
 
 
 class Pooling(str, Enum):
@@ -74,6 +88,20 @@ def _resolve(cls: type, path: Path | None, info: ValidationInfo) -> Path | None:
     return (Path(base) / path.expanduser()).resolve()
 
 
+def _input_image(cls: type, path: Path | None, info: ValidationInfo) -> Path | None:
+    """Resolve an input image path and, when parsing a recipe, check that it opens as an image.
+
+    Checking here rather than after validation lists a missing image together
+    with every other problem, with its YAML line.
+    """
+    path = _resolve(cls, path, info)
+    if path is not None and (info.context or {}).get("check_files"):
+        problem = probe_image(path)
+        if problem:
+            raise ValueError(problem)
+    return path
+
+
 def _check_layers(cls: type, layers: dict[str, float]) -> dict[str, float]:
     if not layers:
         raise ValueError("must name at least one layer")
@@ -95,7 +123,7 @@ class Style(BaseModel):
     #: style's features twice as large on the output.
     scale: Annotated[float, Field(gt=0, le=8, allow_inf_nan=False, strict=True)] = 1.0
 
-    _resolve_image = field_validator("image")(_resolve)
+    _resolve_image = field_validator("image")(_input_image)
 
 
 class Content(BaseModel):
@@ -106,7 +134,7 @@ class Content(BaseModel):
     weight: Weight = 1.0
     layers: LayerWeights = Field(default_factory=lambda: dict(DEFAULT_CONTENT_LAYERS))
 
-    _resolve_image = field_validator("image")(_resolve)
+    _resolve_image = field_validator("image")(_input_image)
     _check_layers = field_validator("layers")(_check_layers)
 
 
@@ -135,15 +163,20 @@ class Recipe(BaseModel):
     optimizer: Optimizer = Optimizer.LBFGS
     #: None picks the optimizer's own default (see optimize.py).
     learning_rate: Weight | None = None
-    #: None means ``content`` when there is a content image, else ``noise``.
+    #: None means ``image`` when init_image is set, else ``content`` when there
+    #: is a content image, else ``noise``.
     init: Init | None = None
+    #: The starting image for ``init: image``, resized to the output size.
+    init_image: Path | None = None
+    preserve_colour: PreserveColour = PreserveColour.NONE
     tv_weight: NonNegative = 0.0
     pooling: Pooling = Pooling.MAX
     output: Path | None = None
     #: A torchvision ``vgg19`` state dict to use instead of the shipped Caffe weights.
     weights: Path | None = None
 
-    _resolve_paths = field_validator("output", "weights")(_resolve)
+    _resolve_paths = field_validator("output")(_resolve)
+    _resolve_inputs = field_validator("init_image")(_input_image)
     _check_layers = field_validator("style_layers")(_check_layers)
 
     @field_validator("version")
@@ -159,6 +192,14 @@ class Recipe(BaseModel):
         if version < 1:
             raise ValueError("must be 1 or more")
         return version
+
+    @field_validator("weights")
+    @classmethod
+    def _weights_file(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        path = _resolve(cls, path, info)
+        if path is not None and (info.context or {}).get("check_files") and not path.is_file():
+            raise ValueError(f"no such file: {path}")
+        return path
 
     @field_validator("size", mode="before")
     @classmethod
@@ -182,6 +223,15 @@ class Recipe(BaseModel):
     def _consistent(self) -> Recipe:
         if self.init is Init.CONTENT and self.content is None:
             raise ValueError("init: 'content' needs a content image")
+        if self.effective_init is Init.IMAGE and self.init_image is None:
+            raise ValueError("init: 'image' needs init_image, the path of the starting image")
+        if self.init_image is not None and self.effective_init is not Init.IMAGE:
+            raise ValueError(f"init_image: is only used with init: image, but init is {self.effective_init.value!r}")
+        if self.preserve_colour is not PreserveColour.NONE and self.content is None:
+            raise ValueError(
+                f"preserve_colour: {self.preserve_colour.value!r} keeps a content image's colours, "
+                "but the recipe has no content image"
+            )
         minimum = self.min_side
         sides = self.size if isinstance(self.size, tuple) else (self.size,)
         if min(sides) < minimum:
@@ -212,7 +262,20 @@ class Recipe(BaseModel):
     def effective_init(self) -> Init:
         if self.init is not None:
             return self.init
+        if self.init_image is not None:
+            return Init.IMAGE
         return Init.CONTENT if self.content is not None else Init.NOISE
+
+    def input_images(self) -> list[tuple[tuple[str | int, ...], Path]]:
+        """(field location, path) of every image the recipe reads, in recipe order."""
+        images: list[tuple[tuple[str | int, ...], Path]] = [
+            (("styles", index, "image"), style.image) for index, style in enumerate(self.styles)
+        ]
+        if self.content is not None:
+            images.append((("content", "image"), self.content.image))
+        if self.init_image is not None:
+            images.append((("init_image",), self.init_image))
+        return images
 
     @property
     def effective_learning_rate(self) -> float:
@@ -244,36 +307,6 @@ class Recipe(BaseModel):
 # ---------------------------------------------------------------- loading
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """Safe YAML that also refuses duplicate keys, which PyYAML would silently overwrite."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        seen: set = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate field {key!r}", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-def read_yaml(text: str, source: str) -> tuple[Any, yaml.Node | None]:
-    """Parse YAML text safely; returns the data and the node tree (for line numbers)."""
-    try:
-        node = yaml.compose(text, Loader=_StrictLoader)
-        data = yaml.load(text, Loader=_StrictLoader)
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        where = f"line {mark.line + 1}" if mark else None
-        problem = error.problem or error.context or "unreadable"
-        raise TexsynthError(located(source, where, f"invalid YAML: {problem}")) from None
-    except yaml.YAMLError as error:
-        raise TexsynthError(located(source, None, f"invalid YAML: {error}")) from None
-    return data, node
-
-
 def load_recipe(path: str | Path, *, overrides: Mapping[str, Any] | None = None) -> Recipe:
     """Read, validate and resolve a recipe file; ``overrides`` replace fields (command-line options).
 
@@ -286,6 +319,8 @@ def load_recipe(path: str | Path, *, overrides: Mapping[str, Any] | None = None)
     if not path.is_file():
         raise TexsynthError(located(source, None, "not a file"))
     try:
+        if path.stat().st_size > MAX_RECIPE_BYTES:
+            raise TexsynthError(located(source, None, f"larger than {MAX_RECIPE_BYTES // 1000} kB; is it a recipe?"))
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise TexsynthError(located(source, None, f"cannot read recipe: {error}")) from None
@@ -304,41 +339,46 @@ def parse_recipe(
     node: yaml.Node | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> Recipe:
-    """Validate recipe data (as loaded from YAML) and check its input files."""
+    """Validate recipe data (as loaded from YAML) and check its input files.
+
+    ``overrides`` replace fields; a dotted key reaches into a nested one
+    (``content.weight``), and into every style for ``styles.<field>`` (a list
+    value gives one per style, in order).
+    """
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise TexsynthError(located(source, None, f"a recipe must be a mapping of fields, got {kind(data)}"))
-    merged = dict(data)
     overrides = {key: value for key, value in (overrides or {}).items() if value is not None}
-    merged.update(overrides)
+    merged = _overridden(data, overrides, source)
     if "output" not in merged and base_dir is not None:
         merged["output"] = str(Path("out") / f"{name}.png")
-    context = {"base_dir": base_dir or Path.cwd()}
+    context = {"base_dir": base_dir or Path.cwd(), "check_files": True}
     try:
-        recipe = Recipe.model_validate(merged, context=context)
+        return Recipe.model_validate(merged, context=context)
     except ValidationError as error:
         problems = [describe(e, source, node, overrides, Recipe) for e in drop_redundant(error.errors())]
         raise TexsynthError(problems[0], problems=problems) from None
-    problems = [locate(loc, message, source, None, overrides) for loc, message in check_inputs(recipe)]
-    if problems:
-        raise TexsynthError(problems[0], problems=problems)
-    return recipe
+    except RecursionError:  # a self-referencing YAML alias
+        raise TexsynthError(located(source, None, "a value refers to itself (YAML alias loop)")) from None
 
 
-def check_inputs(recipe: Recipe) -> list[tuple[tuple, str]]:
-    """(location, problem) for each file the recipe reads that is missing, unreadable or not an image."""
-    from .io import probe_image
-
-    problems: list[tuple[tuple, str]] = []
-    images: list[tuple[tuple, Path]] = [(("styles", i, "image"), style.image) for i, style in enumerate(recipe.styles)]
-    if recipe.content is not None:
-        images.append((("content", "image"), recipe.content.image))
-    for loc, path in images:
-        problem = probe_image(path)
-        if problem:
-            problems.append((loc, problem))
-    if recipe.weights is not None and not recipe.weights.is_file():
-        problems.append((("weights",), f"no such file: {recipe.weights}"))
-    return problems
-
+def _overridden(data: dict, overrides: Mapping[str, Any], source: str) -> dict:
+    merged = dict(data)
+    for key, value in overrides.items():
+        head, _, field = key.partition(".")
+        current = merged.get(head)
+        if not field:
+            merged[head] = value
+        elif isinstance(current, dict):
+            merged[head] = {**current, field: value}
+        elif isinstance(current, list):
+            values = value if isinstance(value, list) else [value] * len(current)
+            if len(values) != len(current):
+                raise TexsynthError(
+                    located(source, f"{key} (from the command line)", f"{len(values)} values for {len(current)} {head}")
+                )
+            merged[head] = [{**item, field: one} if isinstance(item, dict) else item for item, one in zip(current, values)]
+        else:
+            raise TexsynthError(located(source, f"{key} (from the command line)", f"the recipe has no {head}"))
+    return merged
