@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,9 @@ from .features import VGGFeatures
 from .graph import compile_graph, content_targets, style_targets
 from .io import image_size, load_image, save_image, writable_problem
 from .optimize import Progress, optimize
-from .recipe import Init, Recipe
+from .colour import COLOUR_CONTROLS
+from .initial import StartInputs, mean_colour, starting_image
+from .recipe import Recipe
 
 ProgressCallback = Callable[[Progress], None]
 
@@ -61,25 +63,6 @@ def pick_device(requested: str | None = None) -> torch.device:
     return torch.device(requested)
 
 
-#: Half-width of the uniform noise around mid-grey that texture synthesis starts from.
-NOISE_AMPLITUDE = 0.1
-
-
-def _noise(shape: tuple[int, ...], seed: int) -> Tensor:
-    # Full-range white noise (as in Gatys et al.) leaves per-pixel colour noise that
-    # Gram losses barely see, so it survives hundreds of steps; a faint noise around
-    # mid-grey gives the optimizer the same symmetry breaking without the residue.
-    # Drawn on the CPU from its own generator so a seed gives the same start on every device.
-    generator = torch.Generator().manual_seed(seed)
-    return 0.5 + NOISE_AMPLITUDE * (2 * torch.rand(shape, generator=generator) - 1)
-
-
-INITIALIZERS: dict[Init, Callable[[tuple[int, ...], int, Tensor | None], Tensor]] = {
-    Init.NOISE: lambda shape, seed, content: _noise(shape, seed),
-    Init.CONTENT: lambda shape, seed, content: content.clone(),  # type: ignore[union-attr]
-}
-
-
 def synthesize(recipe: Recipe, *, device: str | torch.device = "cpu", on_step: ProgressCallback | None = None) -> Synthesis:
     """Run ``recipe`` on ``device`` and return the image.
 
@@ -101,6 +84,12 @@ def synthesize(recipe: Recipe, *, device: str | torch.device = "cpu", on_step: P
             f"at least {recipe.min_side} px per side"
         )
     styles = [load_image(style.image, _style_size(style.image, style.scale, max(width, height))) for style in recipe.styles]
+    init_image = load_image(recipe.init_image, (width, height)) if recipe.init_image is not None else None
+    # Colour preservation prepares the inputs; the optimizer then works on what it returns.
+    colour = COLOUR_CONTROLS[recipe.preserve_colour](content)
+    styles = [colour.style(style) for style in styles]
+    if content is not None:
+        content = colour.working(content)
 
     # 2. A frozen VGG19 cut after the deepest layer the recipe reads.
     extractor = VGGFeatures(recipe.layers, weights=recipe.weights, pooling=recipe.pooling.value).to(device)
@@ -115,24 +104,45 @@ def synthesize(recipe: Recipe, *, device: str | torch.device = "cpu", on_step: P
     graph = compile_graph(recipe, grams, content_features).to(device)
 
     # 4. Optimize the image.
-    start = INITIALIZERS[recipe.effective_init]((1, 3, height, width), recipe.seed, content)
+    start = starting_image(
+        recipe.effective_init,
+        StartInputs(
+            shape=(1, 3, height, width),
+            seed=recipe.seed,
+            content=content,
+            image=colour.working(init_image) if init_image is not None else None,
+            style_mean=mean_colour(styles, [style.weight for style in recipe.styles]),
+        ),
+    )
     result = optimize(
         start.to(device),
         lambda image: graph(extractor(image)),
         steps=recipe.steps,
         optimizer=recipe.optimizer,
         learning_rate=recipe.effective_learning_rate,
-        on_step=on_step,
+        on_step=_finishing(on_step, colour.finish),
     )
     losses = {name: float(value.mean()) for name, value in result.losses.items()}
     return Synthesis(
-        image=result.image.detach().cpu(),
+        image=colour.finish(result.image.detach()).cpu(),
         losses=losses,
         steps=result.steps,
         interrupted=result.interrupted,
         seconds=result.seconds,
         device=str(device),
     )
+
+
+def _finishing(on_step: ProgressCallback | None, finish: Callable[[Tensor], Tensor]) -> ProgressCallback | None:
+    """``on_step`` seeing each step's image in output colours (the optimizer may work in others)."""
+    if on_step is None:
+        return None
+
+    def report(progress: Progress) -> None:
+        image = progress.image
+        on_step(replace(progress, image=finish(image.detach()) if image is not None else None))
+
+    return report
 
 
 def _style_size(path: Path, scale: float, output_long_side: int) -> tuple[int, int]:
@@ -147,9 +157,7 @@ def metadata(recipe: Recipe, synthesis: Synthesis) -> dict[str, Any]:
     # The output path is left out: it says where this copy went, not how to make
     # it, and two runs that differ only there must give identical files.
     embedded = {key: value for key, value in recipe.to_dict().items() if key != "output"}
-    inputs = [style.image for style in recipe.styles]
-    if recipe.content is not None:
-        inputs.append(recipe.content.image)
+    inputs = [path for _, path in recipe.input_images()]
     return {
         "texsynth": __version__,
         "torch": torch.__version__,
