@@ -213,4 +213,6 @@ def test_ctrl_c_saves_the_best_image_so_far_and_exits_130(write_recipe, tmp_path
     assert b"Traceback" not in stderr and b"saved the best image so far" in stderr
     meta = read_metadata(tmp_path / "interrupted.png")
     assert meta["interrupted"] is True and 0 < meta["steps_done"] < 100_000
+    trace = (tmp_path / "interrupted.trace.jsonl").read_text().splitlines()
+    assert len(trace) >= meta["steps_done"] - 1 > 0, "the loss trace is kept after Ctrl-C too"
     assert not list(tmp_path.glob(".*.part"))

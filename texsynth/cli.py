@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, Optional, TypeVar
@@ -20,10 +20,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from . import __version__
-from .api import pick_device, render
+from .api import check_output, pick_device, render
 from .errors import TexsynthError
 from .optimize import Progress as StepProgress
 from .recipe import load_recipe
+from .watch import Frames, LossTrace, Preview, chain, frames_folder, trace_path
 
 app = typer.Typer(
     name="texsynth",
@@ -80,8 +81,33 @@ def parse_size(text: str) -> int | list[int]:
     raise TexsynthError(f"--size: must be a long side like 256 or WIDTHxHEIGHT like 320x200, got {text!r}")
 
 
+def parse_numbers(option: str, text: str) -> float | list[float]:
+    """``"0.5"`` -> 0.5; ``"0.5,2"`` -> [0.5, 2.0] (one per style, in order)."""
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise TexsynthError(f"{option}: must be a number like 0.5, or one per style like 0.5,2; got {text!r}") from None
+    return values[0] if len(values) == 1 else values
+
+
+def parse_layers(option: str, text: str) -> dict[str, float]:
+    """``"relu4_2"`` -> {relu4_2: 1.0}; ``"relu1_1,relu2_1:0.5"`` -> {relu1_1: 1.0, relu2_1: 0.5}."""
+    layers = {}
+    for part in text.split(","):
+        name, _, weight = part.strip().partition(":")
+        try:
+            layers[name] = float(weight) if weight else 1.0
+        except ValueError:
+            raise TexsynthError(f"{option}: must be layers like relu4_2 or relu1_1:1,relu2_1:0.5; got {text!r}") from None
+    return layers
+
+
 def _absolute(path: Path | None) -> str | None:
     return str(path.expanduser().resolve()) if path is not None else None
+
+
+CONTROLS = "Controls (override the recipe)"
+WATCHING = "Watching the run"
 
 
 @app.command("recipe")
@@ -108,6 +134,63 @@ def recipe_command(
         bool, typer.Option("--dry-run", help="Print the effective recipe (all defaults filled in) and exit.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary line.")] = False,
+    preserve_colour: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Keep the content's colours: none, luminance (transfer on luminance only) or histogram "
+            "(style recoloured to the content's palette first).",
+            rich_help_panel=CONTROLS,
+        ),
+    ] = None,
+    init: Annotated[
+        Optional[str],
+        typer.Option(help="Starting image: noise, content, image (see --init-image) or style_mean.", rich_help_panel=CONTROLS),
+    ] = None,
+    init_image: Annotated[
+        Optional[Path], typer.Option(help="Start from this image (implies --init image).", rich_help_panel=CONTROLS)
+    ] = None,
+    style_scale: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Style image size relative to the output: 0.5 makes its features twice as large. "
+            "One value for every style, or one per style: 0.5,2.",
+            rich_help_panel=CONTROLS,
+        ),
+    ] = None,
+    style_weight: Annotated[Optional[float], typer.Option(help="Weight of the style term.", rich_help_panel=CONTROLS)] = None,
+    style_layers: Annotated[
+        Optional[str],
+        typer.Option(help="Style layers and weights, e.g. relu1_1,relu2_1,relu3_1:0.5.", rich_help_panel=CONTROLS),
+    ] = None,
+    content_weight: Annotated[
+        Optional[float], typer.Option(help="Weight of the content term.", rich_help_panel=CONTROLS)
+    ] = None,
+    content_layers: Annotated[
+        Optional[str], typer.Option(help="Content layers and weights, e.g. relu4_2 or relu3_2:1,relu4_2:1.", rich_help_panel=CONTROLS)
+    ] = None,
+    tv_weight: Annotated[
+        Optional[float], typer.Option(help="Total-variation weight (smooths pixel noise).", rich_help_panel=CONTROLS)
+    ] = None,
+    pooling: Annotated[Optional[str], typer.Option(help="VGG pooling: max or avg.", rich_help_panel=CONTROLS)] = None,
+    save_every: Annotated[
+        Optional[int],
+        typer.Option(help="Write every N-th step as a numbered PNG into the frames folder.", rich_help_panel=WATCHING),
+    ] = None,
+    frames: Annotated[
+        Optional[Path],
+        typer.Option(help="Folder for --save-every frames. Default: beside the output, OUT.frames/.", rich_help_panel=WATCHING),
+    ] = None,
+    preview: Annotated[
+        Optional[Path],
+        typer.Option(help="Keep this image updated during the run, to watch in an image viewer.", rich_help_panel=WATCHING),
+    ] = None,
+    trace: Annotated[
+        bool,
+        typer.Option(
+            "--trace/--no-trace", help="Write the loss per step as JSON lines beside the output (OUT.trace.jsonl).",
+            rich_help_panel=WATCHING,
+        ),
+    ] = True,
 ) -> None:
     """Run a recipe and write the image it names.
 
@@ -122,6 +205,16 @@ def recipe_command(
         "seed": seed,
         "output": _absolute(output),
         "weights": _absolute(weights),
+        "preserve_colour": preserve_colour,
+        "init": init if init is not None or init_image is None else "image",
+        "init_image": _absolute(init_image),
+        "styles.scale": parse_numbers("--style-scale", style_scale) if style_scale is not None else None,
+        "style_weight": style_weight,
+        "style_layers": parse_layers("--style-layers", style_layers) if style_layers is not None else None,
+        "content.weight": content_weight,
+        "content.layers": parse_layers("--content-layers", content_layers) if content_layers is not None else None,
+        "tv_weight": tv_weight,
+        "pooling": pooling,
     }
     recipe = load_recipe(file, overrides=overrides)
     chosen = pick_device(device)
@@ -129,7 +222,14 @@ def recipe_command(
         typer.echo(f"# device: {chosen}")
         typer.echo(recipe.to_yaml(), nl=False)
         return
-    with _progress_bar(quiet, recipe.steps) as on_step:
+    output = check_output(recipe, str(file))
+    with ExitStack() as stack:
+        watchers = [
+            stack.enter_context(LossTrace(trace_path(output))) if trace else None,
+            Frames(frames or frames_folder(output), save_every) if save_every is not None else None,
+            Preview(preview.expanduser().resolve()) if preview is not None else None,
+        ]
+        on_step = chain(stack.enter_context(_progress_bar(quiet, recipe.steps)), *watchers)
         rendered = render(recipe, device=chosen, on_step=on_step, source=str(file))
     synthesis = rendered.synthesis
     losses = ", ".join(f"{name} {value:.4g}" for name, value in synthesis.losses.items())
