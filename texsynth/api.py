@@ -152,13 +152,25 @@ def _style_size(path: Path, scale: float, output_long_side: int) -> tuple[int, i
     return (max(1, round(width * factor)), max(1, round(height * factor)))
 
 
-def metadata(recipe: Recipe, synthesis: Synthesis) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Origin:
+    """Where a recipe's files came from when not from the user's own folders (a bundle).
+
+    Paths under ``root`` (a temporary folder) are recorded relative to it, and
+    ``extra`` is added to the metadata, so an output says how to find its inputs again.
+    """
+
+    root: Path
+    extra: dict[str, Any]
+
+
+def metadata(recipe: Recipe, synthesis: Synthesis, origin: Origin | None = None) -> dict[str, Any]:
     """What every output carries: the effective recipe, its seed, versions and input hashes."""
     # The output path is left out: it says where this copy went, not how to make
     # it, and two runs that differ only there must give identical files.
     embedded = {key: value for key, value in recipe.to_dict().items() if key != "output"}
-    inputs = [path for _, path in recipe.input_images()]
-    return {
+    inputs = {str(path): sha256(path) for _, path in recipe.input_images()}
+    data = {
         "texsynth": __version__,
         "torch": torch.__version__,
         "device": synthesis.device,
@@ -167,11 +179,27 @@ def metadata(recipe: Recipe, synthesis: Synthesis) -> dict[str, Any]:
         "interrupted": synthesis.interrupted,
         "losses": synthesis.losses,
         "recipe": embedded,
-        "inputs": {str(path): _sha256(path) for path in inputs},
+        "inputs": inputs,
     }
+    if origin is not None:
+        data = {**_relative(data, origin.root), **origin.extra}
+    return data
 
 
-def _sha256(path: Path) -> str:
+def _relative(data: Any, root: Path) -> Any:
+    """``data`` with every path string under ``root`` (values and keys) made relative to it."""
+    prefix = f"{root}/"
+    if isinstance(data, str):
+        return data[len(prefix):] if data.startswith(prefix) else data
+    if isinstance(data, dict):
+        return {_relative(key, root): _relative(value, root) for key, value in data.items()}
+    if isinstance(data, list):
+        return [_relative(item, root) for item in data]
+    return data
+
+
+def sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -201,9 +229,10 @@ def render(
     device: str | torch.device = "cpu",
     on_step: ProgressCallback | None = None,
     source: str = "recipe",
+    origin: Origin | None = None,
 ) -> Rendered:
     """Run ``recipe`` and write its output image (also after Ctrl-C: the best image so far)."""
     path = check_output(recipe, source)
     synthesis = synthesize(recipe, device=device, on_step=on_step)
-    save_image(synthesis.image, path, metadata(recipe, synthesis))
+    save_image(synthesis.image, path, metadata(recipe, synthesis, origin))
     return Rendered(path=path, synthesis=synthesis)

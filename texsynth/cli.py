@@ -23,7 +23,7 @@ from . import __version__
 from .api import check_output, pick_device, render
 from .errors import TexsynthError
 from .optimize import Progress as StepProgress
-from .recipe import load_recipe
+from .sources import DEFAULT_OUT_DIR, open_recipe
 from .watch import Frames, LossTrace, Preview, chain, frames_folder, trace_path
 
 app = typer.Typer(
@@ -113,7 +113,12 @@ WATCHING = "Watching the run"
 @app.command("recipe")
 @fail_cleanly
 def recipe_command(
-    file: Annotated[Path, typer.Argument(help="The recipe YAML file to run.", show_default=False)],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="A recipe (.yaml), a bundle (.texsynth.zip) or an output image to make again.", show_default=False
+        ),
+    ],
     output: Annotated[
         Optional[Path],
         typer.Option("-o", "--output", help="Write the image here (.png, .jpg or .webp) instead of the recipe's output."),
@@ -134,6 +139,12 @@ def recipe_command(
         bool, typer.Option("--dry-run", help="Print the effective recipe (all defaults filled in) and exit.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary line.")] = False,
+    out_dir: Annotated[
+        Path,
+        typer.Option(
+            help="For bundles and images: the folder the output goes in (a bundle cannot write outside it)."
+        ),
+    ] = DEFAULT_OUT_DIR,
     preserve_colour: Annotated[
         Optional[str],
         typer.Option(
@@ -197,7 +208,9 @@ def recipe_command(
     Without a content image the recipe synthesizes a texture; with one it is a
     style transfer. Command-line options override the recipe's fields. Paths in
     the recipe are relative to the recipe file; paths given here, to the current
-    folder.
+    folder. A bundle runs from a private unpacked copy and writes under
+    --out-dir; an output image runs the recipe embedded in it again (written to
+    --out-dir as NAME.rerun.png), warning about any input that has changed.
     """
     overrides = {
         "size": parse_size(size) if size is not None else None,
@@ -216,21 +229,26 @@ def recipe_command(
         "tv_weight": tv_weight,
         "pooling": pooling,
     }
-    recipe = load_recipe(file, overrides=overrides)
-    chosen = pick_device(device)
-    if dry_run:
-        typer.echo(f"# device: {chosen}")
-        typer.echo(recipe.to_yaml(), nl=False)
-        return
-    output = check_output(recipe, str(file))
     with ExitStack() as stack:
+        opened = stack.enter_context(open_recipe(file, overrides=overrides, out_dir=out_dir))
+        recipe = opened.recipe
+        chosen = pick_device(device)
+        if opened.made_on is not None and opened.made_on != str(chosen):
+            opened.warnings.append(f"{file} was made on {opened.made_on}, this run is on {chosen}; pixels may differ")
+        for warning in opened.warnings:
+            typer.echo(f"warning: {warning}", err=True)  # not rich: a path must not be wrapped
+        if dry_run:
+            typer.echo(f"# device: {chosen}")
+            typer.echo(recipe.to_yaml(), nl=False)
+            return
+        output = check_output(recipe, opened.source)
         watchers = [
             stack.enter_context(LossTrace(trace_path(output))) if trace else None,
             Frames(frames or frames_folder(output), save_every) if save_every is not None else None,
             Preview(preview.expanduser().resolve()) if preview is not None else None,
         ]
         on_step = chain(stack.enter_context(_progress_bar(quiet, recipe.steps)), *watchers)
-        rendered = render(recipe, device=chosen, on_step=on_step, source=str(file))
+        rendered = render(recipe, device=chosen, on_step=on_step, source=opened.source, origin=opened.origin)
     synthesis = rendered.synthesis
     losses = ", ".join(f"{name} {value:.4g}" for name, value in synthesis.losses.items())
     if synthesis.interrupted:
@@ -299,5 +317,9 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
+# Imported last: the sharing commands register themselves on ``app`` with ``fail_cleanly``.
+from . import cli_share  # noqa: E402,F401
+
 if __name__ == "__main__":
     main()
+

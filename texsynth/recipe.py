@@ -307,13 +307,17 @@ class Recipe(BaseModel):
 # ---------------------------------------------------------------- loading
 
 
-def load_recipe(path: str | Path, *, overrides: Mapping[str, Any] | None = None) -> Recipe:
+def load_recipe(
+    path: str | Path, *, overrides: Mapping[str, Any] | None = None, source: str | None = None, name: str | None = None
+) -> Recipe:
     """Read, validate and resolve a recipe file; ``overrides`` replace fields (command-line options).
 
-    Raises :class:`TexsynthError` listing every problem found, the first in its message.
+    ``source`` names the file in messages (default: its path); ``name`` gives the
+    default output ``out/<name>.png`` (default: the file's stem). Raises
+    :class:`TexsynthError` listing every problem found, the first in its message.
     """
     path = Path(path)
-    source = str(path)
+    source = source or str(path)
     if not path.exists():
         raise TexsynthError(located(source, None, "no such recipe file"))
     if not path.is_file():
@@ -326,7 +330,7 @@ def load_recipe(path: str | Path, *, overrides: Mapping[str, Any] | None = None)
         raise TexsynthError(located(source, None, f"cannot read recipe: {error}")) from None
     data, node = read_yaml(text, source)
     return parse_recipe(
-        data, source=source, base_dir=path.resolve().parent, name=path.stem, node=node, overrides=overrides
+        data, source=source, base_dir=path.resolve().parent, name=name or path.stem, node=node, overrides=overrides
     )
 
 
