@@ -107,7 +107,8 @@ def test_out_dir_and_o_choose_where_a_bundle_writes(packed, tmp_path, monkeypatc
     assert (tmp_path / "mine.png").is_file()
 
 
-def test_dry_run_accepts_a_bundle(packed):
+def test_validate_and_dry_run_accept_a_bundle(packed):
+    assert run("validate", packed).stdout.strip() == f"ok: {packed}"
     assert yaml.safe_load(run("recipe", packed, "--dry-run").stdout)["styles"][0]["weight"] == 0.7
 
 

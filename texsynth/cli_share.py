@@ -1,4 +1,4 @@
-"""The sharing commands: pack and show.
+"""The sharing commands: validate, schema, new, pack and show.
 
 Thin like the rest of the CLI: each parses its options, calls one API function
 and prints the result; a :class:`TexsynthError` is one line and exit code 2
@@ -15,8 +15,63 @@ import typer
 import yaml
 
 from .bundle import BUNDLE_SUFFIX, pack
-from .cli import app, fail_cleanly
+from .cli import EXIT_BAD_INPUT, app, fail_cleanly
+from .io import atomic_write
 from .provenance import describe
+from .schema import recipe_schema
+from .sources import DEFAULT_OUT_DIR, validate
+from .starter import write_starter
+
+
+@app.command("validate")
+@fail_cleanly
+def validate_command(
+    files: Annotated[list[Path], typer.Argument(help="Recipes, bundles or output images to check.", show_default=False)],
+    out_dir: Annotated[Path, typer.Option(help="Output folder a bundle's output is checked against.")] = DEFAULT_OUT_DIR,
+) -> None:
+    """Check recipes without running them and list every problem (exit 2 if there are any)."""
+    found = validate(files, out_dir=out_dir)
+    for path, problems in found.items():
+        if problems:
+            for problem in problems:
+                typer.echo(f"error: {problem}", err=True)
+        else:
+            typer.echo(f"ok: {path}")
+    if any(found.values()):
+        raise typer.Exit(EXIT_BAD_INPUT)
+
+
+@app.command("schema")
+@fail_cleanly
+def schema_command(
+    output: Annotated[
+        Optional[Path], typer.Option("-o", "--output", help="Write the schema to this file instead of printing it.")
+    ] = None,
+) -> None:
+    """Print the recipe's JSON Schema, for editors that complete and check YAML (see the README)."""
+    text = json.dumps(recipe_schema(), indent=2) + "\n"
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    with atomic_write(output, "w") as handle:
+        handle.write(text)
+    typer.echo(f"wrote {output}", err=True)
+
+
+@app.command("new")
+@fail_cleanly
+def new_command(
+    style: Annotated[
+        list[str],
+        typer.Option("--style", help="A style image, optionally with its weight: painting.jpg:0.7. Repeat for a blend."),
+    ],
+    content: Annotated[Optional[Path], typer.Option(help="A content image: makes it a style transfer.")] = None,
+    output: Annotated[Path, typer.Option("-o", "--output", help="The recipe file to write.")] = Path("recipe.yaml"),
+    force: Annotated[bool, typer.Option("--force", help="Replace the file if it exists.")] = False,
+) -> None:
+    """Write a commented starter recipe for the given images."""
+    path = write_starter(output=output, styles=style, content=content, force=force)
+    typer.echo(f"wrote {path}; run it with: texsynth recipe {path}", err=True)
 
 
 @app.command("pack")
