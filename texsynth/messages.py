@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -20,6 +21,8 @@ import yaml
 from pydantic import BaseModel
 
 from .errors import located
+
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 
 
 def describe(
@@ -66,9 +69,15 @@ def kind(value: Any) -> str:
 
 
 def field_path(loc: tuple) -> str:
+    """``("styles", 1, "weight")`` -> ``styles[1].weight``; odd names are quoted: ``style_layers['a b']``."""
     text = ""
     for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif not _PLAIN_NAME.match(str(part)):
+            text += f"[{str(part)!r}]"
+        else:
+            text += f".{part}" if text else str(part)
     return text
 
 

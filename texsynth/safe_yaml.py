@@ -22,6 +22,12 @@ class _StrictLoader(yaml.SafeLoader):
         seen: set = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
+            try:
+                hash(key)
+            except TypeError:  # "? [a, b]: 1" makes a list a key
+                raise yaml.constructor.ConstructorError(
+                    None, None, "a field name must be plain text", key_node.start_mark
+                ) from None
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate field {key!r}", key_node.start_mark
