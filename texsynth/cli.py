@@ -110,6 +110,11 @@ CONTROLS = "Controls (override the recipe)"
 WATCHING = "Watching the run"
 
 
+def _control(help: str) -> Any:
+    """A --option in the help's Controls panel; its value is passed as a recipe override."""
+    return typer.Option(help=help, rich_help_panel=CONTROLS)
+
+
 @app.command("recipe")
 @fail_cleanly
 def recipe_command(
@@ -147,42 +152,30 @@ def recipe_command(
     ] = DEFAULT_OUT_DIR,
     preserve_colour: Annotated[
         Optional[str],
-        typer.Option(
-            help="Keep the content's colours: none, luminance (transfer on luminance only) or histogram "
-            "(style recoloured to the content's palette first).",
-            rich_help_panel=CONTROLS,
+        _control(
+            "Keep the content's colours: none, luminance (transfer on luminance only) or histogram "
+            "(style recoloured to the content's palette first)."
         ),
     ] = None,
     init: Annotated[
-        Optional[str],
-        typer.Option(help="Starting image: noise, content, image (see --init-image) or style_mean.", rich_help_panel=CONTROLS),
+        Optional[str], _control("Starting image: noise, content, image (see --init-image) or style_mean.")
     ] = None,
-    init_image: Annotated[
-        Optional[Path], typer.Option(help="Start from this image (implies --init image).", rich_help_panel=CONTROLS)
-    ] = None,
+    init_image: Annotated[Optional[Path], _control("Start from this image (implies --init image).")] = None,
     style_scale: Annotated[
         Optional[str],
-        typer.Option(
-            help="Style image size relative to the output: 0.5 makes its features twice as large. "
-            "One value for every style, or one per style: 0.5,2.",
-            rich_help_panel=CONTROLS,
+        _control(
+            "Style image size relative to the output: 0.5 makes its features twice as large. "
+            "One value for every style, or one per style: 0.5,2."
         ),
     ] = None,
-    style_weight: Annotated[Optional[float], typer.Option(help="Weight of the style term.", rich_help_panel=CONTROLS)] = None,
-    style_layers: Annotated[
-        Optional[str],
-        typer.Option(help="Style layers and weights, e.g. relu1_1,relu2_1,relu3_1:0.5.", rich_help_panel=CONTROLS),
-    ] = None,
-    content_weight: Annotated[
-        Optional[float], typer.Option(help="Weight of the content term.", rich_help_panel=CONTROLS)
-    ] = None,
+    style_weight: Annotated[Optional[float], _control("Weight of the style term.")] = None,
+    style_layers: Annotated[Optional[str], _control("Style layers and weights, e.g. relu1_1,relu2_1,relu3_1:0.5.")] = None,
+    content_weight: Annotated[Optional[float], _control("Weight of the content term.")] = None,
     content_layers: Annotated[
-        Optional[str], typer.Option(help="Content layers and weights, e.g. relu4_2 or relu3_2:1,relu4_2:1.", rich_help_panel=CONTROLS)
+        Optional[str], _control("Content layers and weights, e.g. relu4_2 or relu3_2:1,relu4_2:1.")
     ] = None,
-    tv_weight: Annotated[
-        Optional[float], typer.Option(help="Total-variation weight (smooths pixel noise).", rich_help_panel=CONTROLS)
-    ] = None,
-    pooling: Annotated[Optional[str], typer.Option(help="VGG pooling: max or avg.", rich_help_panel=CONTROLS)] = None,
+    tv_weight: Annotated[Optional[float], _control("Total-variation weight (smooths pixel noise).")] = None,
+    pooling: Annotated[Optional[str], _control("VGG pooling: max or avg.")] = None,
     save_every: Annotated[
         Optional[int],
         typer.Option(help="Write every N-th step as a numbered PNG into the frames folder.", rich_help_panel=WATCHING),
