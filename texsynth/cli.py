@@ -164,7 +164,7 @@ def recipe_command(
     style_scale: Annotated[
         Optional[str],
         _control(
-            "Style image size relative to the output: 0.5 makes its features twice as large. "
+            "Style image size relative to the output: 2 makes its features twice as large, 0.5 half. "
             "One value for every style, or one per style: 0.5,2."
         ),
     ] = None,

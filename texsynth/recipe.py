@@ -119,8 +119,8 @@ class Style(BaseModel):
     model_config = _FROZEN
     image: Path
     weight: Weight = 1.0
-    #: Style image long side relative to the output's long side: 0.5 makes the
-    #: style's features twice as large on the output.
+    #: Style image long side relative to the output's long side: the style's
+    #: features on the output grow with it (2: twice as large, 0.5: half).
     scale: Annotated[float, Field(gt=0, le=8, allow_inf_nan=False, strict=True)] = 1.0
 
     _resolve_image = field_validator("image")(_input_image)

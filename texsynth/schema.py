@@ -26,7 +26,7 @@ DESCRIPTIONS: dict[str, str] = {
     "styles": "One or more style images; their Gram targets are averaged by weight.",
     "styles.image": "Style image path, relative to the recipe file.",
     "styles.weight": "Share of this style in the blend (weights are normalized to sum to 1).",
-    "styles.scale": "Style image long side relative to the output's: 0.5 makes its features twice as large.",
+    "styles.scale": "Style image long side relative to the output's: 2 makes its features twice as large, 0.5 half.",
     "style_layers": "VGG19 layers whose Gram matrices must match, with weights (normalized).",
     "style_weight": "Weight of the style term in the total loss.",
     "content": "A content image: turns texture synthesis into style transfer.",

@@ -63,7 +63,7 @@ def starter_text(styles: Sequence[tuple[Path, float]], content: Path | None, fol
         lines += [
             f"  - image: {_relative(image, folder)}",
             f"    weight: {weight}  # share of the blend (weights are normalized to sum to 1)",
-            "    scale: 1.0  # style size on the output: 0.5 makes its features twice as large",
+            "    scale: 1.0  # style size on the output: 2 = features twice as large, 0.5 = half",
         ]
     lines += [
         f"style_layers: {_flow(DEFAULT_STYLE_LAYERS)}",
