@@ -169,3 +169,9 @@ def test_new_force_replaces_a_file(tmp_path, images, monkeypatch):
     (tmp_path / "taken.yaml").write_text("old")
     assert run("new", "--style", "images/brick.jpg", "-o", "taken.yaml", "--force").exit_code == 0
     assert load_recipe(tmp_path / "taken.yaml").styles[0].image == images / "brick.jpg"
+
+
+def test_help_lists_the_sharing_commands():
+    result = run("--help")
+    for command in ("recipe", "validate", "schema", "new", "pack", "show"):
+        assert f" {command} " in result.stdout, command
