@@ -6,7 +6,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
+
+# Tests run at 32-64 px, where torch's intra-op threads cost more in hand-offs than
+# they save, and on a shared machine oversubscribed threads spin: on a busy 2-core
+# box the suite took 8 minutes with torch's default threads and 1.5 with one.
+torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES = ROOT / "recipes" / "images"

@@ -112,7 +112,7 @@ BAD_RECIPES = {
     "size absurd": (fields(size=50000), "size: 50000 px is out of range"),
     "unknown optimizer": (fields(optimizer="sgd"), "optimizer: must be one of 'lbfgs' or 'adam', got 'sgd'"),
     "unknown pooling": (fields(pooling="median"), "pooling: must be one of 'max' or 'avg'"),
-    "unknown init": (fields(init="zeros"), "init: must be one of 'noise' or 'content'"),
+    "unknown init": (fields(init="zeros"), "init: must be one of 'noise', 'content', 'image' or 'style_mean'"),
     "output folder is a file": (fields(output="notes.txt/x.png"), "output: cannot create folder"),
     "output is a folder": (fields(output="images"), "output: unsupported image type"),
     "future version": (fields(version=7), "version: this recipe is format version 7"),
@@ -213,4 +213,6 @@ def test_ctrl_c_saves_the_best_image_so_far_and_exits_130(write_recipe, tmp_path
     assert b"Traceback" not in stderr and b"saved the best image so far" in stderr
     meta = read_metadata(tmp_path / "interrupted.png")
     assert meta["interrupted"] is True and 0 < meta["steps_done"] < 100_000
+    trace = (tmp_path / "interrupted.trace.jsonl").read_text().splitlines()
+    assert len(trace) >= meta["steps_done"] - 1 > 0, "the loss trace is kept after Ctrl-C too"
     assert not list(tmp_path.glob(".*.part"))

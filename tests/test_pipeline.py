@@ -6,10 +6,9 @@ import pytest
 import torch
 
 from texsynth import parse_recipe, synthesize
-from texsynth.api import INITIALIZERS
+from texsynth.initial import noise
 from texsynth.io import load_image
 from texsynth.metrics import Measure
-from texsynth.recipe import Init
 
 SIZE = 64
 
@@ -31,7 +30,7 @@ def style_image(images, name):
 
 def test_texture_moves_far_closer_to_its_style_than_the_noise_it_started_from(images, measure):
     grams = measure.grams([style_image(images, "brick.jpg")])
-    start = INITIALIZERS[Init.NOISE]((1, 3, SIZE, SIZE), 0, None)
+    start = noise((1, 3, SIZE, SIZE), 0)
     result = texture(images, [("brick.jpg", 1.0)])
     assert result.steps == 40 and not result.interrupted
     assert result.image.shape == (1, 3, SIZE, SIZE)
@@ -93,7 +92,7 @@ def test_interrupt_returns_the_best_image_so_far(images, optimizer):
 
 def test_adam_also_synthesizes(images, measure):
     grams = measure.grams([style_image(images, "brick.jpg")])
-    start = INITIALIZERS[Init.NOISE]((1, 3, SIZE, SIZE), 0, None)
+    start = noise((1, 3, SIZE, SIZE), 0)
     result = texture(images, [("brick.jpg", 1.0)], steps=60, optimizer="adam", learning_rate=0.03)
     assert measure.style_distance(result.image, grams) < 0.5 * measure.style_distance(start, grams)
 

@@ -85,7 +85,13 @@ def test_python_api_accepts_plain_data(images):
         ({"style_layers": {"relu6_1": 1}}, "style_layers: unknown VGG19 layer 'relu6_1'"),
         ({"optimizer": "sgd"}, "optimizer: must be one of 'lbfgs' or 'adam', got 'sgd'"),
         ({"pooling": "min"}, "pooling: must be one of 'max' or 'avg', got 'min'"),
-        ({"init": "image"}, "init: must be one of 'noise' or 'content', got 'image'"),
+        ({"init": "zeros"}, "init: must be one of 'noise', 'content', 'image' or 'style_mean', got 'zeros'"),
+        ({"init": "image"}, "init: 'image' needs init_image"),
+        ({"init": "noise", "init_image": "images/brick.jpg"}, "init_image: is only used with init: image"),
+        ({"init_image": "images/missing.jpg"}, "init_image: no such file"),
+        ({"preserve_colour": "luminance"}, "preserve_colour: 'luminance' keeps a content image's colours"),
+        ({"preserve_colour": "sepia"}, "preserve_colour: must be one of 'none', 'luminance' or 'histogram'"),
+        ({"preserve_color": "luminance"}, "preserve_color: unknown field (did you mean 'preserve_colour'?)"),
         ({"init": "content"}, "init: 'content' needs a content image"),
         ({"size": 8}, "size: 8 px is out of range"),
         ({"size": 100000}, "size: 100000 px is out of range"),
@@ -128,8 +134,16 @@ def test_duplicate_keys_are_refused(write_recipe):
     assert "duplicate field 'steps'" in problems_of(path)[0]
 
 
-def test_unsafe_yaml_tags_are_refused(write_recipe):
-    path = write_recipe(text="steps: !!python/object/apply:os.system ['true']\nstyles: []\n")
+@pytest.mark.parametrize(
+    "text",
+    [
+        "steps: !!python/object/apply:os.system ['true']\nstyles: []\n",  # a tag that would run code
+        "styles: &loop [*loop]\n",  # an alias inside itself
+        "? [a, b]\n: 1\n",  # a list as a field name
+    ],
+)
+def test_unsafe_or_impossible_yaml_is_refused(write_recipe, text):
+    path = write_recipe(text=text)
     assert "invalid YAML" in problems_of(path)[0]
 
 
@@ -154,3 +168,63 @@ def test_recipes_shipped_with_texsynth_are_valid():
     for path in shipped:
         recipe = load_recipe(path)
         assert yaml.safe_load(recipe.to_yaml())["version"] == RECIPE_VERSION
+
+
+def test_a_missing_image_is_listed_with_the_other_problems_and_its_line(write_recipe):
+    path = write_recipe(text="steps: 0\nstyles:\n  - image: images/brick.jpg\n  - image: images/gone.jpg\n")
+    problems = problems_of(path)
+    assert problems[0] == f"{path}: steps: must be >= 1, got 0 (line 1)"
+    assert problems[1].startswith(f"{path}: styles[1].image: no such file: ") and problems[1].endswith("(line 4)")
+
+
+def test_init_image_implies_init_image_and_resolves_against_the_recipe(write_recipe, images):
+    recipe = load_recipe(write_recipe(init_image="images/gravel.jpg"))
+    assert recipe.effective_init is Init.IMAGE and recipe.init_image == images / "gravel.jpg"
+    assert recipe.to_dict()["init"] == "image"
+
+
+def test_input_images_lists_every_image_the_recipe_reads(write_recipe, images):
+    recipe = load_recipe(
+        write_recipe(
+            styles=[{"image": "images/brick.jpg"}, {"image": "images/grass.jpg"}],
+            content={"image": "images/chelsea.jpg"},
+            init_image="images/gravel.jpg",
+        )
+    )
+    assert recipe.input_images() == [
+        (("styles", 0, "image"), images / "brick.jpg"),
+        (("styles", 1, "image"), images / "grass.jpg"),
+        (("content", "image"), images / "chelsea.jpg"),
+        (("init_image",), images / "gravel.jpg"),
+    ]
+
+
+def test_dotted_overrides_reach_into_content_and_every_style(write_recipe):
+    two = [{"image": "images/brick.jpg", "scale": 2.0}, {"image": "images/grass.jpg"}]
+    path = write_recipe(styles=two, content={"image": "images/chelsea.jpg", "weight": 3.0})
+    recipe = load_recipe(path, overrides={"styles.scale": 0.5, "content.weight": 0.25})
+    assert [style.scale for style in recipe.styles] == [0.5, 0.5]
+    assert recipe.content.weight == 0.25 and recipe.content.image.name == "chelsea.jpg"
+    recipe = load_recipe(path, overrides={"styles.scale": [0.5, 4.0]})
+    assert [style.scale for style in recipe.styles] == [0.5, 4.0]
+    assert "styles.scale (from the command line): 3 values for 2 styles" in problems_of(
+        path, **{"styles.scale": [1.0, 1.0, 1.0]}
+    )[0]
+    assert "styles[1].scale (from the command line): must be > 0" in problems_of(path, **{"styles.scale": [1.0, 0.0]})[0]
+
+
+def test_a_nested_override_needs_its_section(write_recipe):
+    message = problems_of(write_recipe(), **{"content.weight": 2.0})[0]
+    assert "content.weight (from the command line): the recipe has no content" in message
+
+
+def test_yaml_alias_bombs_are_refused_before_they_expand(write_recipe):
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    path = write_recipe(text="\n".join(lines) + "\nstyles: [{image: images/brick.jpg}]\n")
+    assert "expands to more than" in problems_of(path)[0]
+
+
+def test_a_huge_file_is_not_read_as_a_recipe(write_recipe):
+    path = write_recipe(text="# padding\n" * 200_000)
+    assert "larger than 1000 kB" in problems_of(path)[0]

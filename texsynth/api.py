@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,9 @@ from .features import VGGFeatures
 from .graph import LossGraph, compile_graph, content_targets, style_targets
 from .io import image_size, load_image, save_image, writable_problem
 from .optimize import Progress, optimize
-from .recipe import Init, Precision, Recipe
+from .colour import COLOUR_CONTROLS, KeepStyleColours
+from .initial import StartInputs, mean_colour, starting_image
+from .recipe import Precision, Recipe
 from .scales import auto_scale_count, plan_scales, upsample
 
 ProgressCallback = Callable[[Progress], None]
@@ -65,25 +67,6 @@ def pick_device(requested: str | None = None) -> torch.device:
     if not available[kind]:
         raise TexsynthError(f"--device: {kind} is not available on this machine")
     return torch.device(requested)
-
-
-#: Half-width of the uniform noise around mid-grey that texture synthesis starts from.
-NOISE_AMPLITUDE = 0.1
-
-
-def _noise(shape: tuple[int, ...], seed: int) -> Tensor:
-    # Faint noise around mid-grey breaks the symmetry without leaving full-range
-    # speckle in the result; BatchedLBFGS's fixed-size first step moves it off the
-    # near-zero-Gram plateau at once. Drawn on the CPU from its own generator so a
-    # seed gives the same start on every device and in any batch.
-    generator = torch.Generator().manual_seed(seed)
-    return 0.5 + NOISE_AMPLITUDE * (2 * torch.rand(shape, generator=generator) - 1)
-
-
-INITIALIZERS: dict[Init, Callable[[tuple[int, ...], int, Tensor | None], Tensor]] = {
-    Init.NOISE: lambda shape, seed, content: _noise(shape, seed),
-    Init.CONTENT: lambda shape, seed, content: content.clone(),  # type: ignore[union-attr]
-}
 
 
 def output_size(recipe: Recipe) -> tuple[int, int]:
@@ -129,18 +112,44 @@ def make_extractor(recipe: Recipe, device: torch.device) -> VGGFeatures:
 STYLE_PADDING = {False: "zeros", True: "reflect"}
 
 
-def compile_at(recipe: Recipe, extractor: VGGFeatures, width: int, height: int) -> tuple[LossGraph, Tensor | None]:
-    """The loss graph for an output of width×height (targets computed once) and the content at that size."""
+@dataclass(frozen=True)
+class Stage:
+    """One scale of a run: its loss graph and the inputs at that size, in the optimizer's colour space."""
+
+    graph: LossGraph
+    colour: KeepStyleColours
+    content: Tensor | None  # (1, 3, H, W) on the CPU, prepared by ``colour``
+    style_mean: Tensor  # (3,) the blend's mean colour
+
+
+def compile_at(recipe: Recipe, extractor: VGGFeatures, width: int, height: int) -> Stage:
+    """Targets for an output of width×height, computed once, compiled into a loss graph."""
     device = next(extractor.parameters()).device
-    styles = [load_image(s.image, _style_size(s.image, s.scale, max(width, height))).to(device) for s in recipe.styles]
+    colour = _colour_control(recipe, width, height)
+    content = colour.content
+    styles = [
+        colour.style(load_image(s.image, _style_size(s.image, s.scale, max(width, height)))) for s in recipe.styles
+    ]
+    weights = [s.weight for s in recipe.styles]
     grams = style_targets(
-        extractor, styles, [s.weight for s in recipe.styles], list(recipe.style_layers), padding=STYLE_PADDING[recipe.tileable]
+        extractor, [s.to(device) for s in styles], weights, list(recipe.style_layers), padding=STYLE_PADDING[recipe.tileable]
     )
-    content = content_features = None
-    if recipe.content is not None:
-        content = load_image(recipe.content.image, (width, height))
+    content_features = None
+    if content is not None and recipe.content is not None:
+        content = colour.working(content)
         content_features = content_targets(extractor, content.to(device), list(recipe.content.layers))
-    return compile_graph(recipe, grams, content_features).to(device), content
+    return Stage(
+        graph=compile_graph(recipe, grams, content_features).to(device),
+        colour=colour,
+        content=content,
+        style_mean=mean_colour(styles, weights),
+    )
+
+
+def _colour_control(recipe: Recipe, width: int, height: int) -> KeepStyleColours:
+    """Colour preservation bound to the content at this size; it prepares the optimizer's inputs."""
+    content = load_image(recipe.content.image, (width, height)) if recipe.content is not None else None
+    return COLOUR_CONTROLS[recipe.preserve_colour](content)
 
 
 def synthesize(
@@ -164,45 +173,65 @@ def synthesize(
     extractor = make_extractor(recipe, device)
     count = auto_scale_count(max(width, height)) if recipe.scales == "auto" else recipe.scales
     plan = plan_scales(width, height, recipe.steps, count, min_side=recipe.min_side, multiple=recipe.tile_multiple)
+    padding = "circular" if recipe.tileable else "zeros"
 
     image: Tensor | None = None
     done, seconds = 0, 0.0
-    result = None
     for index, scale in enumerate(plan):
         # 1. Targets for this scale: style images resized relative to it, content at its size.
-        graph, content = compile_at(recipe, extractor, scale.width, scale.height)
-        # 2. Start from noise (or the content) at the coarsest scale, else from the last scale's result.
+        stage = compile_at(recipe, extractor, scale.width, scale.height)
+        # 2. Start from the recipe's init at the coarsest scale, else from the last scale's result.
         if image is None:
-            shape = (1, 3, scale.height, scale.width)
-            start = torch.cat([INITIALIZERS[recipe.effective_init](shape, seed, content) for seed in seeds])
+            start = _start(recipe, stage, seeds, scale.width, scale.height)
         else:
             start = upsample(image, scale.width, scale.height, circular=recipe.tileable)
         # 3. Optimize; progress counts steps over the whole pyramid.
         result = optimize(
             start.to(device),
-            lambda batch: graph(extractor(batch, padding="circular" if recipe.tileable else "zeros")),
+            lambda batch: stage.graph(extractor(batch, padding=padding)),
             steps=scale.steps,
             optimizer=recipe.optimizer,
             learning_rate=recipe.effective_learning_rate,
-            on_step=_over_pyramid(on_step, done, recipe.steps, index, len(plan)),
+            on_step=_finishing(_over_pyramid(on_step, done, recipe.steps, index, len(plan)), stage.colour.finish),
         )
         image, done, seconds = result.image, done + result.steps, seconds + result.seconds
         if result.interrupted:
             break
-    assert image is not None and result is not None
-    image = upsample(image, width, height, circular=recipe.tileable)
-    item_losses = tuple(
-        {name: float(value[i]) for name, value in result.losses.items()} for i in range(image.shape[0])
-    )
+    # 4. Back to the output's size (after an interrupt at a coarse scale) and colours.
+    if image.shape[-2:] != (height, width):
+        stage = dataclasses.replace(stage, colour=_colour_control(recipe, width, height))
+    image = stage.colour.finish(upsample(image, width, height, circular=recipe.tileable))
     return Synthesis(
         image=image.detach().cpu(),
         losses={name: float(value.mean()) for name, value in result.losses.items()},
-        item_losses=item_losses,
+        item_losses=tuple(
+            {name: float(value[i]) for name, value in result.losses.items()} for i in range(image.shape[0])
+        ),
         steps=done,
         interrupted=result.interrupted,
         seconds=seconds,
         device=str(device),
         seeds=seeds,
+    )
+
+
+def _start(recipe: Recipe, stage: Stage, seeds: Sequence[int], width: int, height: int) -> Tensor:
+    """The starting batch, one image per seed, on the CPU."""
+    given = load_image(recipe.init_image, (width, height)) if recipe.init_image is not None else None
+    return torch.cat(
+        [
+            starting_image(
+                recipe.effective_init,
+                StartInputs(
+                    shape=(1, 3, height, width),
+                    seed=seed,
+                    content=stage.content,
+                    image=stage.colour.working(given) if given is not None else None,
+                    style_mean=stage.style_mean,
+                ),
+            )
+            for seed in seeds
+        ]
     )
 
 
@@ -212,8 +241,20 @@ def _over_pyramid(
     if on_step is None:
         return None
     return lambda progress: on_step(
-        dataclasses.replace(progress, step=offset + progress.step, steps=total, scale=scale, scales=scales)
+        replace(progress, step=offset + progress.step, steps=total, scale=scale, scales=scales)
     )
+
+
+def _finishing(on_step: ProgressCallback | None, finish: Callable[[Tensor], Tensor]) -> ProgressCallback | None:
+    """``on_step`` seeing each step's image in output colours (the optimizer may work in others)."""
+    if on_step is None:
+        return None
+
+    def report(progress: Progress) -> None:
+        image = progress.image
+        on_step(replace(progress, image=finish(image.detach()) if image is not None else None))
+
+    return report
 
 
 def _style_size(path: Path, scale: float, output_long_side: int) -> tuple[int, int]:
@@ -223,15 +264,25 @@ def _style_size(path: Path, scale: float, output_long_side: int) -> tuple[int, i
     return (max(1, round(width * factor)), max(1, round(height * factor)))
 
 
-def metadata(recipe: Recipe, synthesis: Synthesis) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Origin:
+    """Where a recipe's files came from when not from the user's own folders (a bundle).
+
+    Paths under ``root`` (a temporary folder) are recorded relative to it, and
+    ``extra`` is added to the metadata, so an output says how to find its inputs again.
+    """
+
+    root: Path
+    extra: dict[str, Any]
+
+
+def metadata(recipe: Recipe, synthesis: Synthesis, origin: Origin | None = None) -> dict[str, Any]:
     """What every output carries: the effective recipe, its seed, versions and input hashes."""
     # The output path is left out: it says where this copy went, not how to make
     # it, and two runs that differ only there must give identical files.
     embedded = {key: value for key, value in recipe.to_dict().items() if key != "output"}
-    inputs = [style.image for style in recipe.styles]
-    if recipe.content is not None:
-        inputs.append(recipe.content.image)
-    return {
+    inputs = {str(path): sha256(path) for _, path in recipe.input_images()}
+    data = {
         "texsynth": __version__,
         "torch": torch.__version__,
         "device": synthesis.device,
@@ -240,11 +291,27 @@ def metadata(recipe: Recipe, synthesis: Synthesis) -> dict[str, Any]:
         "interrupted": synthesis.interrupted,
         "losses": synthesis.losses,
         "recipe": embedded,
-        "inputs": {str(path): _sha256(path) for path in inputs},
+        "inputs": inputs,
     }
+    if origin is not None:
+        data = {**_relative(data, origin.root), **origin.extra}
+    return data
 
 
-def _sha256(path: Path) -> str:
+def _relative(data: Any, root: Path) -> Any:
+    """``data`` with every path string under ``root`` (values and keys) made relative to it."""
+    prefix = f"{root}/"
+    if isinstance(data, str):
+        return data[len(prefix):] if data.startswith(prefix) else data
+    if isinstance(data, dict):
+        return {_relative(key, root): _relative(value, root) for key, value in data.items()}
+    if isinstance(data, list):
+        return [_relative(item, root) for item in data]
+    return data
+
+
+def sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -274,9 +341,10 @@ def render(
     device: str | torch.device = "cpu",
     on_step: ProgressCallback | None = None,
     source: str = "recipe",
+    origin: Origin | None = None,
 ) -> Rendered:
     """Run ``recipe`` and write its output image (also after Ctrl-C: the best image so far)."""
     path = check_output(recipe, source)
     synthesis = synthesize(recipe, device=device, on_step=on_step)
-    save_image(synthesis.image, path, metadata(recipe, synthesis))
+    save_image(synthesis.image, path, metadata(recipe, synthesis, origin))
     return Rendered(path=path, synthesis=synthesis)

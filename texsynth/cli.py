@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, Optional, TypeVar
@@ -20,10 +20,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from . import __version__
-from .api import pick_device, render
+from .api import check_output, pick_device, render
 from .errors import TexsynthError
 from .optimize import Progress as StepProgress
-from .recipe import load_recipe
+from .sources import DEFAULT_OUT_DIR, open_recipe
+from .watch import Frames, LossTrace, Preview, chain, frames_folder, trace_path
 
 app = typer.Typer(
     name="texsynth",
@@ -80,14 +81,49 @@ def parse_size(text: str) -> int | list[int]:
     raise TexsynthError(f"--size: must be a long side like 256 or WIDTHxHEIGHT like 320x200, got {text!r}")
 
 
+def parse_numbers(option: str, text: str) -> float | list[float]:
+    """``"0.5"`` -> 0.5; ``"0.5,2"`` -> [0.5, 2.0] (one per style, in order)."""
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise TexsynthError(f"{option}: must be a number like 0.5, or one per style like 0.5,2; got {text!r}") from None
+    return values[0] if len(values) == 1 else values
+
+
+def parse_layers(option: str, text: str) -> dict[str, float]:
+    """``"relu4_2"`` -> {relu4_2: 1.0}; ``"relu1_1,relu2_1:0.5"`` -> {relu1_1: 1.0, relu2_1: 0.5}."""
+    layers = {}
+    for part in text.split(","):
+        name, _, weight = part.strip().partition(":")
+        try:
+            layers[name] = float(weight) if weight else 1.0
+        except ValueError:
+            raise TexsynthError(f"{option}: must be layers like relu4_2 or relu1_1:1,relu2_1:0.5; got {text!r}") from None
+    return layers
+
+
 def _absolute(path: Path | None) -> str | None:
     return str(path.expanduser().resolve()) if path is not None else None
+
+
+CONTROLS = "Controls (override the recipe)"
+WATCHING = "Watching the run"
+
+
+def _control(help: str) -> Any:
+    """A --option in the help's Controls panel; its value is passed as a recipe override."""
+    return typer.Option(help=help, rich_help_panel=CONTROLS)
 
 
 @app.command("recipe")
 @fail_cleanly
 def recipe_command(
-    file: Annotated[Path, typer.Argument(help="The recipe YAML file to run.", show_default=False)],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="A recipe (.yaml), a bundle (.texsynth.zip) or an output image to make again.", show_default=False
+        ),
+    ],
     output: Annotated[
         Optional[Path],
         typer.Option("-o", "--output", help="Write the image here (.png, .jpg or .webp) instead of the recipe's output."),
@@ -108,13 +144,66 @@ def recipe_command(
         bool, typer.Option("--dry-run", help="Print the effective recipe (all defaults filled in) and exit.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary line.")] = False,
+    out_dir: Annotated[
+        Path,
+        typer.Option(
+            help="For bundles and images: the folder the output goes in (a bundle cannot write outside it)."
+        ),
+    ] = DEFAULT_OUT_DIR,
+    preserve_colour: Annotated[
+        Optional[str],
+        _control(
+            "Keep the content's colours: none, luminance (transfer on luminance only) or histogram "
+            "(style recoloured to the content's palette first)."
+        ),
+    ] = None,
+    init: Annotated[
+        Optional[str], _control("Starting image: noise, content, image (see --init-image) or style_mean.")
+    ] = None,
+    init_image: Annotated[Optional[Path], _control("Start from this image (implies --init image).")] = None,
+    style_scale: Annotated[
+        Optional[str],
+        _control(
+            "Style image size relative to the output: 2 makes its features twice as large, 0.5 half. "
+            "One value for every style, or one per style: 0.5,2."
+        ),
+    ] = None,
+    style_weight: Annotated[Optional[float], _control("Weight of the style term.")] = None,
+    style_layers: Annotated[Optional[str], _control("Style layers and weights, e.g. relu1_1,relu2_1,relu3_1:0.5.")] = None,
+    content_weight: Annotated[Optional[float], _control("Weight of the content term.")] = None,
+    content_layers: Annotated[
+        Optional[str], _control("Content layers and weights, e.g. relu4_2 or relu3_2:1,relu4_2:1.")
+    ] = None,
+    tv_weight: Annotated[Optional[float], _control("Total-variation weight (smooths pixel noise).")] = None,
+    pooling: Annotated[Optional[str], _control("VGG pooling: max or avg.")] = None,
+    save_every: Annotated[
+        Optional[int],
+        typer.Option(help="Write every N-th step as a numbered PNG into the frames folder.", rich_help_panel=WATCHING),
+    ] = None,
+    frames: Annotated[
+        Optional[Path],
+        typer.Option(help="Folder for --save-every frames. Default: beside the output, OUT.frames/.", rich_help_panel=WATCHING),
+    ] = None,
+    preview: Annotated[
+        Optional[Path],
+        typer.Option(help="Keep this image updated during the run, to watch in an image viewer.", rich_help_panel=WATCHING),
+    ] = None,
+    trace: Annotated[
+        bool,
+        typer.Option(
+            "--trace/--no-trace", help="Write the loss per step as JSON lines beside the output (OUT.trace.jsonl).",
+            rich_help_panel=WATCHING,
+        ),
+    ] = True,
 ) -> None:
     """Run a recipe and write the image it names.
 
     Without a content image the recipe synthesizes a texture; with one it is a
     style transfer. Command-line options override the recipe's fields. Paths in
     the recipe are relative to the recipe file; paths given here, to the current
-    folder.
+    folder. A bundle runs from a private unpacked copy and writes under
+    --out-dir; an output image runs the recipe embedded in it again (written to
+    --out-dir as NAME.rerun.png), warning about any input that has changed.
     """
     overrides = {
         "size": parse_size(size) if size is not None else None,
@@ -122,15 +211,37 @@ def recipe_command(
         "seed": seed,
         "output": _absolute(output),
         "weights": _absolute(weights),
+        "preserve_colour": preserve_colour,
+        "init": init if init is not None or init_image is None else "image",
+        "init_image": _absolute(init_image),
+        "styles.scale": parse_numbers("--style-scale", style_scale) if style_scale is not None else None,
+        "style_weight": style_weight,
+        "style_layers": parse_layers("--style-layers", style_layers) if style_layers is not None else None,
+        "content.weight": content_weight,
+        "content.layers": parse_layers("--content-layers", content_layers) if content_layers is not None else None,
+        "tv_weight": tv_weight,
+        "pooling": pooling,
     }
-    recipe = load_recipe(file, overrides=overrides)
-    chosen = pick_device(device)
-    if dry_run:
-        typer.echo(f"# device: {chosen}")
-        typer.echo(recipe.to_yaml(), nl=False)
-        return
-    with _progress_bar(quiet, recipe.steps) as on_step:
-        rendered = render(recipe, device=chosen, on_step=on_step, source=str(file))
+    with ExitStack() as stack:
+        opened = stack.enter_context(open_recipe(file, overrides=overrides, out_dir=out_dir))
+        recipe = opened.recipe
+        chosen = pick_device(device)
+        if opened.made_on is not None and opened.made_on != str(chosen):
+            opened.warnings.append(f"{file} was made on {opened.made_on}, this run is on {chosen}; pixels may differ")
+        for warning in opened.warnings:
+            typer.echo(f"warning: {warning}", err=True)  # not rich: a path must not be wrapped
+        if dry_run:
+            typer.echo(f"# device: {chosen}")
+            typer.echo(recipe.to_yaml(), nl=False)
+            return
+        output = check_output(recipe, opened.source)
+        watchers = [
+            stack.enter_context(LossTrace(trace_path(output))) if trace else None,
+            Frames(frames or frames_folder(output), save_every) if save_every is not None else None,
+            Preview(preview.expanduser().resolve()) if preview is not None else None,
+        ]
+        on_step = chain(stack.enter_context(_progress_bar(quiet, recipe.steps)), *watchers)
+        rendered = render(recipe, device=chosen, on_step=on_step, source=opened.source, origin=opened.origin)
     synthesis = rendered.synthesis
     losses = ", ".join(f"{name} {value:.4g}" for name, value in synthesis.losses.items())
     if synthesis.interrupted:
@@ -199,5 +310,9 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
+# Imported last: the sharing commands register themselves on ``app`` with ``fail_cleanly``.
+from . import cli_share  # noqa: E402,F401
+
 if __name__ == "__main__":
     main()
+

@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,12 +37,16 @@ def probe_image(path: Path) -> str | None:
     if not path.is_file():
         return f"not a file: {path}"
     try:
-        with Image.open(path) as image:
-            width, height = image.size
+        # PIL only warns between MAX_IMAGE_PIXELS and twice that; a shared recipe
+        # or bundle can hold a decompression bomb, so refuse from the limit on.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
     except UnidentifiedImageError:
         return f"not an image file: {path}"
-    except Image.DecompressionBombError:
-        return f"image is too large to open safely: {path}"
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        return f"image is too large to open safely (over {Image.MAX_IMAGE_PIXELS} pixels): {path}"
     except OSError as error:
         return f"cannot read {path}: {error.strerror or error}"
     if width < 1 or height < 1:

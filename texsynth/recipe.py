@@ -10,7 +10,6 @@ folder of recipe + images can be zipped and shared. Problems are reported as
 from __future__ import annotations
 
 import difflib
-import math
 from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
@@ -21,6 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from .errors import TexsynthError, located
 from .features import FEATURE_LAYERS, deepest_layer, downsampling
+from .io import probe_image
+from .messages import describe, drop_redundant, kind
+from .safe_yaml import read_yaml
 
 #: The recipe format this texsynth reads and writes.
 RECIPE_VERSION = 1
@@ -28,6 +30,8 @@ RECIPE_VERSION = 1
 MAX_SIDE = 8192
 #: Smallest output side: relu5_1 sees it halved four times.
 MIN_SIDE = 16
+#: Recipes are small text files; anything bigger is a mistake or an attack.
+MAX_RECIPE_BYTES = 1_000_000
 #: Image types an output path may have.
 OUTPUT_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
@@ -49,6 +53,16 @@ class Optimizer(str, Enum):
 class Init(str, Enum):
     NOISE = "noise"
     CONTENT = "content"
+    IMAGE = "image"
+    STYLE_MEAN = "style_mean"
+
+
+class PreserveColour(str, Enum):
+    """How a style transfer keeps the content's colours (Gatys et al. 2017, see colour.py)."""
+
+    NONE = "none"
+    LUMINANCE = "luminance"
+    HISTOGRAM = "histogram"
 
 
 class Pooling(str, Enum):
@@ -81,6 +95,20 @@ def _resolve(cls: type, path: Path | None, info: ValidationInfo) -> Path | None:
     return (Path(base) / path.expanduser()).resolve()
 
 
+def _input_image(cls: type, path: Path | None, info: ValidationInfo) -> Path | None:
+    """Resolve an input image path and, when parsing a recipe, check that it opens as an image.
+
+    Checking here rather than after validation lists a missing image together
+    with every other problem, with its YAML line.
+    """
+    path = _resolve(cls, path, info)
+    if path is not None and (info.context or {}).get("check_files"):
+        problem = probe_image(path)
+        if problem:
+            raise ValueError(problem)
+    return path
+
+
 def _check_layers(cls: type, layers: dict[str, float]) -> dict[str, float]:
     if not layers:
         raise ValueError("must name at least one layer")
@@ -98,11 +126,11 @@ class Style(BaseModel):
     model_config = _FROZEN
     image: Path
     weight: Weight = 1.0
-    #: Style image long side relative to the output's long side: 0.5 makes the
-    #: style's features twice as large on the output.
+    #: Style image long side relative to the output's long side: the style's
+    #: features on the output grow with it (2: twice as large, 0.5: half).
     scale: Annotated[float, Field(gt=0, le=8, allow_inf_nan=False, strict=True)] = 1.0
 
-    _resolve_image = field_validator("image")(_resolve)
+    _resolve_image = field_validator("image")(_input_image)
 
 
 class Content(BaseModel):
@@ -113,7 +141,7 @@ class Content(BaseModel):
     weight: Weight = 1.0
     layers: LayerWeights = Field(default_factory=lambda: dict(DEFAULT_CONTENT_LAYERS))
 
-    _resolve_image = field_validator("image")(_resolve)
+    _resolve_image = field_validator("image")(_input_image)
     _check_layers = field_validator("layers")(_check_layers)
 
 
@@ -142,8 +170,12 @@ class Recipe(BaseModel):
     optimizer: Optimizer = Optimizer.LBFGS
     #: None picks the optimizer's own default (see optimize.py).
     learning_rate: Weight | None = None
-    #: None means ``content`` when there is a content image, else ``noise``.
+    #: None means ``image`` when init_image is set, else ``content`` when there
+    #: is a content image, else ``noise``.
     init: Init | None = None
+    #: The starting image for ``init: image``, resized to the output size.
+    init_image: Path | None = None
+    preserve_colour: PreserveColour = PreserveColour.NONE
     tv_weight: NonNegative = 0.0
     pooling: Pooling = Pooling.MAX
     output: Path | None = None
@@ -157,7 +189,8 @@ class Recipe(BaseModel):
     #: Arithmetic of the convolutions: auto is bf16 on CUDA and fp32 elsewhere.
     precision: Precision = Precision.AUTO
 
-    _resolve_paths = field_validator("output", "weights")(_resolve)
+    _resolve_paths = field_validator("output")(_resolve)
+    _resolve_inputs = field_validator("init_image")(_input_image)
     _check_layers = field_validator("style_layers")(_check_layers)
 
     @field_validator("version")
@@ -173,6 +206,14 @@ class Recipe(BaseModel):
         if version < 1:
             raise ValueError("must be 1 or more")
         return version
+
+    @field_validator("weights")
+    @classmethod
+    def _weights_file(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        path = _resolve(cls, path, info)
+        if path is not None and (info.context or {}).get("check_files") and not path.is_file():
+            raise ValueError(f"no such file: {path}")
+        return path
 
     @field_validator("size", mode="before")
     @classmethod
@@ -203,6 +244,15 @@ class Recipe(BaseModel):
     def _consistent(self) -> Recipe:
         if self.init is Init.CONTENT and self.content is None:
             raise ValueError("init: 'content' needs a content image")
+        if self.effective_init is Init.IMAGE and self.init_image is None:
+            raise ValueError("init: 'image' needs init_image, the path of the starting image")
+        if self.init_image is not None and self.effective_init is not Init.IMAGE:
+            raise ValueError(f"init_image: is only used with init: image, but init is {self.effective_init.value!r}")
+        if self.preserve_colour is not PreserveColour.NONE and self.content is None:
+            raise ValueError(
+                f"preserve_colour: {self.preserve_colour.value!r} keeps a content image's colours, "
+                "but the recipe has no content image"
+            )
         minimum = self.min_side
         sides = self.size if isinstance(self.size, tuple) else (self.size,)
         if min(sides) < minimum:
@@ -244,7 +294,20 @@ class Recipe(BaseModel):
     def effective_init(self) -> Init:
         if self.init is not None:
             return self.init
+        if self.init_image is not None:
+            return Init.IMAGE
         return Init.CONTENT if self.content is not None else Init.NOISE
+
+    def input_images(self) -> list[tuple[tuple[str | int, ...], Path]]:
+        """(field location, path) of every image the recipe reads, in recipe order."""
+        images: list[tuple[tuple[str | int, ...], Path]] = [
+            (("styles", index, "image"), style.image) for index, style in enumerate(self.styles)
+        ]
+        if self.content is not None:
+            images.append((("content", "image"), self.content.image))
+        if self.init_image is not None:
+            images.append((("init_image",), self.init_image))
+        return images
 
     @property
     def effective_learning_rate(self) -> float:
@@ -277,54 +340,30 @@ class Recipe(BaseModel):
 # ---------------------------------------------------------------- loading
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """Safe YAML that also refuses duplicate keys, which PyYAML would silently overwrite."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        seen: set = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate field {key!r}", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-def read_yaml(text: str, source: str) -> tuple[Any, yaml.Node | None]:
-    """Parse YAML text safely; returns the data and the node tree (for line numbers)."""
-    try:
-        node = yaml.compose(text, Loader=_StrictLoader)
-        data = yaml.load(text, Loader=_StrictLoader)
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        where = f"line {mark.line + 1}" if mark else None
-        problem = error.problem or error.context or "unreadable"
-        raise TexsynthError(located(source, where, f"invalid YAML: {problem}")) from None
-    except yaml.YAMLError as error:
-        raise TexsynthError(located(source, None, f"invalid YAML: {error}")) from None
-    return data, node
-
-
-def load_recipe(path: str | Path, *, overrides: Mapping[str, Any] | None = None) -> Recipe:
+def load_recipe(
+    path: str | Path, *, overrides: Mapping[str, Any] | None = None, source: str | None = None, name: str | None = None
+) -> Recipe:
     """Read, validate and resolve a recipe file; ``overrides`` replace fields (command-line options).
 
-    Raises :class:`TexsynthError` listing every problem found, the first in its message.
+    ``source`` names the file in messages (default: its path); ``name`` gives the
+    default output ``out/<name>.png`` (default: the file's stem). Raises
+    :class:`TexsynthError` listing every problem found, the first in its message.
     """
     path = Path(path)
-    source = str(path)
+    source = source or str(path)
     if not path.exists():
         raise TexsynthError(located(source, None, "no such recipe file"))
     if not path.is_file():
         raise TexsynthError(located(source, None, "not a file"))
     try:
+        if path.stat().st_size > MAX_RECIPE_BYTES:
+            raise TexsynthError(located(source, None, f"larger than {MAX_RECIPE_BYTES // 1000} kB; is it a recipe?"))
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise TexsynthError(located(source, None, f"cannot read recipe: {error}")) from None
     data, node = read_yaml(text, source)
     return parse_recipe(
-        data, source=source, base_dir=path.resolve().parent, name=path.stem, node=node, overrides=overrides
+        data, source=source, base_dir=path.resolve().parent, name=name or path.stem, node=node, overrides=overrides
     )
 
 
@@ -337,153 +376,46 @@ def parse_recipe(
     node: yaml.Node | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> Recipe:
-    """Validate recipe data (as loaded from YAML) and check its input files."""
+    """Validate recipe data (as loaded from YAML) and check its input files.
+
+    ``overrides`` replace fields; a dotted key reaches into a nested one
+    (``content.weight``), and into every style for ``styles.<field>`` (a list
+    value gives one per style, in order).
+    """
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise TexsynthError(located(source, None, f"a recipe must be a mapping of fields, got {_kind(data)}"))
-    merged = dict(data)
+        raise TexsynthError(located(source, None, f"a recipe must be a mapping of fields, got {kind(data)}"))
     overrides = {key: value for key, value in (overrides or {}).items() if value is not None}
-    merged.update(overrides)
+    merged = _overridden(data, overrides, source)
     if "output" not in merged and base_dir is not None:
         merged["output"] = str(Path("out") / f"{name}.png")
-    context = {"base_dir": base_dir or Path.cwd()}
+    context = {"base_dir": base_dir or Path.cwd(), "check_files": True}
     try:
-        recipe = Recipe.model_validate(merged, context=context)
+        return Recipe.model_validate(merged, context=context)
     except ValidationError as error:
-        errors = error.errors()
-        # A list whose items failed is also reported "too short" by pydantic: keep only the real cause.
-        errors = [e for e in errors if not (e["type"] == "too_short" and _has_child_error(e["loc"], errors))]
-        problems = [_describe(e, source, node, overrides) for e in errors]
+        problems = [describe(e, source, node, overrides, Recipe) for e in drop_redundant(error.errors())]
         raise TexsynthError(problems[0], problems=problems) from None
-    problems = [
-        located(source, _label(field, overrides), message) for field, message in check_inputs(recipe)
-    ]
-    if problems:
-        raise TexsynthError(problems[0], problems=problems)
-    return recipe
+    except RecursionError:  # a self-referencing YAML alias
+        raise TexsynthError(located(source, None, "a value refers to itself (YAML alias loop)")) from None
 
 
-def check_inputs(recipe: Recipe) -> list[tuple[str, str]]:
-    """(field, problem) for each file the recipe reads that is missing, unreadable or not an image."""
-    from .io import probe_image
-
-    problems = []
-    images = [(f"styles[{i}].image", style.image) for i, style in enumerate(recipe.styles)]
-    if recipe.content is not None:
-        images.append(("content.image", recipe.content.image))
-    for field, path in images:
-        problem = probe_image(path)
-        if problem:
-            problems.append((field, problem))
-    if recipe.weights is not None and not recipe.weights.is_file():
-        problems.append(("weights", f"no such file: {recipe.weights}"))
-    return problems
-
-
-def _label(field: str, overrides: Mapping[str, Any]) -> str:
-    return f"{field} (from the command line)" if field.split(".")[0].split("[")[0] in overrides else field
-
-
-# ---------------------------------------------------------------- error messages
-
-
-def _has_child_error(loc: tuple, errors: list) -> bool:
-    return any(len(other["loc"]) > len(loc) and tuple(other["loc"][: len(loc)]) == tuple(loc) for other in errors)
-
-
-def _kind(value: Any) -> str:
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "true/false"}.get(
-        type(value), type(value).__name__
-    )
-
-
-def _field_path(loc: tuple) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
-
-def _allowed_fields(loc: tuple) -> list[str]:
-    model: type[BaseModel] = Recipe
-    for part in loc[:-1]:
-        if part == "styles":
-            model = Style
-        elif part == "content":
-            model = Content
-    return list(model.model_fields)
-
-
-def _message(error: dict) -> str:
-    kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
-    if kind == "missing":
-        return "required field is missing"
-    if kind == "extra_forbidden":
-        hint = difflib.get_close_matches(str(error["loc"][-1]), _allowed_fields(error["loc"]), n=1)
-        return "unknown field" + (f" (did you mean {hint[0]!r}?)" if hint else "")
-    if kind == "greater_than":
-        return f"must be > {ctx['gt']:g}, got {value!r}"
-    if kind == "greater_than_equal":
-        return f"must be >= {ctx['ge']:g}, got {value!r}"
-    if kind in ("less_than", "less_than_equal"):
-        bound = ctx.get("lt", ctx.get("le"))
-        return f"must be {'<' if kind == 'less_than' else '<='} {bound:g}, got {value!r}"
-    if kind == "finite_number":
-        return f"must be a finite number, got {value!r}"
-    if kind.startswith("int_"):
-        return f"must be a whole number, got {_shown(value)}"
-    if kind.startswith("float_"):
-        return f"must be a number, got {_shown(value)}"
-    if kind == "enum":
-        return f"must be one of {ctx['expected']}, got {_shown(value)}"
-    if kind in ("path_type", "string_type"):
-        return f"must be a path (text), got {_shown(value)}"
-    if kind in ("dict_type", "model_type", "model_attributes_type"):
-        return f"must be a mapping, got {_shown(value)}"
-    if kind in ("tuple_type", "list_type"):
-        return f"must be a list, got {_shown(value)}"
-    if kind == "too_short":
-        return "must have at least one entry"
-    if kind == "value_error":
-        return str(ctx.get("error", error["msg"]))
-    return error["msg"][:1].lower() + error["msg"][1:]
-
-
-def _shown(value: Any) -> str:
-    if isinstance(value, float) and math.isnan(value):
-        return "nan"
-    return _kind(value) if isinstance(value, (dict, list)) else repr(value)
-
-
-def _describe(error: dict, source: str, node: yaml.Node | None, overrides: Mapping[str, Any]) -> str:
-    loc = tuple(error["loc"])
-    message = _message(error)
-    # A model-level check names its own field inside the message ("size: ...").
-    if not loc and ": " in message:
-        field, message = message.split(": ", 1)
-        loc = (field,)
-    field = _field_path(loc) or None
-    if field and loc[0] in overrides:
-        return located(source, _label(field, overrides), message)
-    line = _line_of(node, loc)
-    return located(source, field, message) + (f" (line {line})" if line else "")
-
-
-def _line_of(node: yaml.Node | None, loc: tuple) -> int | None:
-    """1-based YAML line of the value at ``loc`` (or of its key, for an unknown field)."""
-    if node is None:
-        return None
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                if key.value == str(part):
-                    node = key if part == loc[-1] and not isinstance(value, yaml.CollectionNode) else value
-                    break
-            else:
-                return node.start_mark.line + 1
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
+def _overridden(data: dict, overrides: Mapping[str, Any], source: str) -> dict:
+    merged = dict(data)
+    for key, value in overrides.items():
+        head, _, field = key.partition(".")
+        current = merged.get(head)
+        if not field:
+            merged[head] = value
+        elif isinstance(current, dict):
+            merged[head] = {**current, field: value}
+        elif isinstance(current, list):
+            values = value if isinstance(value, list) else [value] * len(current)
+            if len(values) != len(current):
+                raise TexsynthError(
+                    located(source, f"{key} (from the command line)", f"{len(values)} values for {len(current)} {head}")
+                )
+            merged[head] = [{**item, field: one} if isinstance(item, dict) else item for item, one in zip(current, values)]
         else:
-            break
-    return node.start_mark.line + 1
+            raise TexsynthError(located(source, f"{key} (from the command line)", f"the recipe has no {head}"))
+    return merged

@@ -1,0 +1,118 @@
+"""The sharing commands: validate, schema, new, pack and show.
+
+Thin like the rest of the CLI: each parses its options, calls one API function
+and prints the result; a :class:`TexsynthError` is one line and exit code 2
+through ``fail_cleanly``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+import yaml
+
+from .bundle import BUNDLE_SUFFIX, pack
+from .cli import EXIT_BAD_INPUT, app, fail_cleanly
+from .io import atomic_write
+from .provenance import describe
+from .schema import recipe_schema
+from .sources import DEFAULT_OUT_DIR, validate
+from .starter import write_starter
+
+
+@app.command("validate")
+@fail_cleanly
+def validate_command(
+    files: Annotated[list[Path], typer.Argument(help="Recipes, bundles or output images to check.", show_default=False)],
+    out_dir: Annotated[Path, typer.Option(help="Output folder a bundle's output is checked against.")] = DEFAULT_OUT_DIR,
+) -> None:
+    """Check recipes without running them and list every problem (exit 2 if there are any)."""
+    found = validate(files, out_dir=out_dir)
+    for path, problems in found.items():
+        if problems:
+            for problem in problems:
+                typer.echo(f"error: {problem}", err=True)
+        else:
+            typer.echo(f"ok: {path}")
+    if any(found.values()):
+        raise typer.Exit(EXIT_BAD_INPUT)
+
+
+@app.command("schema")
+@fail_cleanly
+def schema_command(
+    output: Annotated[
+        Optional[Path], typer.Option("-o", "--output", help="Write the schema to this file instead of printing it.")
+    ] = None,
+) -> None:
+    """Print the recipe's JSON Schema, for editors that complete and check YAML (see the README)."""
+    text = json.dumps(recipe_schema(), indent=2) + "\n"
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    with atomic_write(output, "w") as handle:
+        handle.write(text)
+    typer.echo(f"wrote {output}", err=True)
+
+
+@app.command("new")
+@fail_cleanly
+def new_command(
+    style: Annotated[
+        list[str],
+        typer.Option("--style", help="A style image, optionally with its weight: painting.jpg:0.7. Repeat for a blend."),
+    ],
+    content: Annotated[Optional[Path], typer.Option(help="A content image: makes it a style transfer.")] = None,
+    output: Annotated[Path, typer.Option("-o", "--output", help="The recipe file to write.")] = Path("recipe.yaml"),
+    force: Annotated[bool, typer.Option("--force", help="Replace the file if it exists.")] = False,
+) -> None:
+    """Write a commented starter recipe for the given images."""
+    path = write_starter(output=output, styles=style, content=content, force=force)
+    typer.echo(f"wrote {path}; run it with: texsynth recipe {path}", err=True)
+
+
+@app.command("pack")
+@fail_cleanly
+def pack_command(
+    file: Annotated[Path, typer.Argument(help="The recipe to pack.", show_default=False)],
+    output: Annotated[
+        Optional[Path], typer.Option("-o", "--output", help=f"The bundle to write. Default: NAME{BUNDLE_SUFFIX}.")
+    ] = None,
+) -> None:
+    """Pack a recipe and every image it uses into one zip that `texsynth recipe` runs directly."""
+    packed = pack(file, output or Path(f"{file.stem}{BUNDLE_SUFFIX}"))
+    typer.echo(f"wrote {packed.path} ({len(packed.files)} files: {', '.join(packed.files)})", err=True)
+
+
+@app.command("show")
+@fail_cleanly
+def show_command(
+    image: Annotated[Path, typer.Argument(help="An image written by texsynth.", show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the embedded metadata as JSON.")] = False,
+) -> None:
+    """Print the recipe, seed, versions and input hashes embedded in an output image."""
+    provenance = describe(image)
+    meta = provenance.metadata
+    if as_json:
+        typer.echo(json.dumps(meta, indent=2))
+        return
+    # The facts as YAML comments above the recipe, so `texsynth show OUT.png > again.yaml` is a runnable recipe.
+    steps = meta["recipe"].get("steps")
+    done = f"{meta.get('steps_done')} of {steps} steps" + (", interrupted" if meta.get("interrupted") else "")
+    losses = ", ".join(f"{name} {value:.4g}" for name, value in (meta.get("losses") or {}).items())
+    lines = [
+        f"# {image}",
+        f"# made by texsynth {meta.get('texsynth')}, torch {meta.get('torch')}, on {meta.get('device')}",
+        f"# seed {meta.get('seed')} ({done}); final losses: {losses}",
+    ]
+    bundle = meta.get("bundle")
+    if isinstance(bundle, dict):
+        lines.append(f"# from bundle {bundle.get('path')} (sha256 {bundle.get('sha256')}); paths are inside it")
+    lines.append("# inputs:")
+    for name, digest in (meta.get("inputs") or {}).items():
+        lines.append(f"#   {name}  sha256 {digest}  ({provenance.inputs.get(name, 'unknown')})")
+    typer.echo("\n".join(lines))
+    typer.echo(yaml.safe_dump(meta["recipe"], sort_keys=False), nl=False)

@@ -1,0 +1,151 @@
+"""Watching a run: a loss trace, numbered frames and a live preview, as ``on_step`` callbacks.
+
+The optimizer reports each step through ``on_step(Progress)``; these small
+callables turn that into files, so the loop itself never writes anything.
+Every file is written atomically (a viewer never sees half an image), and
+nothing is created before the first step, so a recipe that fails its checks
+leaves no trace behind.
+
+- :class:`LossTrace`: one JSON object per line and step (``step``,
+  ``elapsed``, each loss term, ``total``), renamed into place when the run ends.
+- :class:`Frames`: every N-th step (and the last) as a numbered PNG in a folder.
+- :class:`Preview`: one image rewritten at most every ``interval`` seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+from torch import Tensor
+from torchvision.utils import make_grid
+
+from .errors import TexsynthError
+from .io import save_image, writable_problem
+from .optimize import Progress
+from .recipe import OUTPUT_SUFFIXES
+
+Callback = Callable[[Progress], None]
+
+
+def trace_path(output: Path) -> Path:
+    """Where the loss trace of ``output`` goes: ``out/x.png`` -> ``out/x.trace.jsonl``."""
+    return output.with_name(f"{output.stem}.trace.jsonl")
+
+
+def frames_folder(output: Path) -> Path:
+    """Default folder for numbered frames: ``out/x.png`` -> ``out/x.frames/``."""
+    return output.with_name(f"{output.stem}.frames")
+
+
+def chain(*callbacks: Callback | None) -> Callback | None:
+    """One callback calling each of ``callbacks`` in turn (None when there are none)."""
+    present = [callback for callback in callbacks if callback is not None]
+    if not present:
+        return None
+
+    def each(progress: Progress) -> None:
+        for callback in present:
+            callback(progress)
+
+    return each
+
+
+def _picture(image: Tensor | None) -> Tensor:
+    if image is None:
+        raise TexsynthError("this optimizer does not report its image, so frames and previews cannot be written")
+    # A batch becomes one row of images, so a preview shows every tile at once.
+    return make_grid(image.detach().float().cpu(), nrow=image.shape[0], padding=0) if image.shape[0] > 1 else image
+
+
+def _check_image_path(option: str, path: Path) -> None:
+    if path.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise TexsynthError(f"{option}: unsupported image type {path.suffix or '(none)'!r}; use .png, .jpg or .webp")
+    problem = writable_problem(path)
+    if problem:
+        raise TexsynthError(f"{option}: {problem}")
+
+
+class LossTrace:
+    """Loss terms per step as JSON lines; the file appears (atomically) when the run ends.
+
+    Use as a context manager: leaving it normally (also after Ctrl-C, which the
+    optimizer turns into a normal return) keeps the trace; an exception drops it.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        problem = writable_problem(self.path)
+        if problem:
+            raise TexsynthError(f"{self.path}: trace: {problem}")
+        self._handle: IO[str] | None = None
+        self._temporary: str | None = None
+
+    def __call__(self, progress: Progress) -> None:
+        if self._handle is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            descriptor, self._temporary = tempfile.mkstemp(
+                dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".part"
+            )
+            self._handle = os.fdopen(descriptor, "w", encoding="utf-8")
+        record = {"step": progress.step, "elapsed": round(progress.elapsed, 4), **progress.values()}
+        self._handle.write(json.dumps(record) + "\n")
+        self._handle.flush()
+
+    def __enter__(self) -> LossTrace:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+        if self._handle is None or self._temporary is None:
+            return
+        self._handle.close()
+        if kind is None:
+            os.chmod(self._temporary, 0o644)
+            os.replace(self._temporary, self.path)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._temporary)
+
+
+class Frames:
+    """Every ``every``-th step, and the last, as ``<folder>/step-0010.png``."""
+
+    def __init__(self, folder: Path, every: int) -> None:
+        if every < 1:
+            raise TexsynthError(f"--save-every: must be 1 or more, got {every}")
+        self.folder = Path(folder)
+        self.every = every
+        problem = writable_problem(self.folder / "step-1.png")
+        if problem:
+            raise TexsynthError(f"{self.folder}: frames: {problem}")
+
+    def path(self, step: int, steps: int) -> Path:
+        return self.folder / f"step-{step:0{len(str(steps))}d}.png"
+
+    def __call__(self, progress: Progress) -> None:
+        if progress.step % self.every == 0 or progress.step == progress.steps:
+            save_image(_picture(progress.image), self.path(progress.step, progress.steps))
+
+
+class Preview:
+    """One image kept up to date during the run, for watching in an image viewer."""
+
+    def __init__(self, path: Path, interval: float = 1.0) -> None:
+        self.path = Path(path)
+        _check_image_path("--preview", self.path)
+        self.interval = interval
+        self._last = -float("inf")
+
+    def __call__(self, progress: Progress) -> None:
+        now = time.monotonic()
+        # Encoding an image every step would slow small runs down; a viewer needs a few per second at most.
+        if now - self._last >= self.interval or progress.step == progress.steps:
+            self._last = now
+            save_image(_picture(progress.image), self.path)
