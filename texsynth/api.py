@@ -23,7 +23,7 @@ from .errors import TexsynthError, located
 from .features import VGGFeatures
 from .graph import LossGraph, compile_graph, content_targets, style_targets
 from .io import image_size, load_image, save_image, writable_problem
-from .optimize import Progress, optimize
+from .optimize import Objective, Progress, optimize
 from .colour import COLOUR_CONTROLS, KeepStyleColours
 from .initial import StartInputs, mean_colour, starting_image
 from .recipe import Precision, Recipe
@@ -46,6 +46,16 @@ class Synthesis:
     seconds: float
     device: str
     seeds: tuple[int, ...]
+
+    def item(self, index: int) -> Synthesis:
+        """Batch item ``index`` on its own, as if it had been made alone."""
+        return replace(
+            self,
+            image=self.image[index : index + 1],
+            losses=self.item_losses[index],
+            item_losses=(self.item_losses[index],),
+            seeds=(self.seeds[index],),
+        )
 
 
 def pick_device(requested: str | None = None) -> torch.device:
@@ -85,8 +95,7 @@ def make_extractor(recipe: Recipe, device: torch.device) -> VGGFeatures:
     """VGG19 for ``recipe`` on ``device``, with that device's fast settings.
 
     CUDA: channels_last, bf16 convolutions (unless ``precision: fp32``), TF32
-    matmuls and cuDNN autotuning. CPU: fp32 and batch items run one at a time, so
-    a tile is bit-identical whatever batch it was made in.
+    matmuls and cuDNN autotuning.
     """
     cuda = device.type == "cuda"
     bf16 = recipe.precision is Precision.BF16 or (recipe.precision is Precision.AUTO and cuda)
@@ -100,8 +109,25 @@ def make_extractor(recipe: Recipe, device: torch.device) -> VGGFeatures:
         pooling=recipe.pooling.value,
         channels_last=cuda,
         autocast=torch.bfloat16 if bf16 else None,
-        split_batch=device.type == "cpu",
     ).to(device)
+
+
+def objective(stage: Stage, extractor: VGGFeatures, padding: str, device: torch.device) -> Objective:
+    """Named loss terms of an image batch. On the CPU each item is evaluated alone: CPU
+    convolutions and reductions pick kernels and split work by batch size, so only
+    that keeps a tile bit-identical whatever batch it was made in."""
+
+    def evaluate(batch: Tensor) -> dict[str, Tensor]:
+        return stage.graph(extractor(batch, padding=padding))
+
+    if device.type != "cpu":
+        return evaluate
+
+    def one_at_a_time(batch: Tensor) -> dict[str, Tensor]:
+        items = [evaluate(batch[i : i + 1]) for i in range(batch.shape[0])]
+        return {name: torch.cat([item[name] for item in items]) for name in items[0]}
+
+    return one_at_a_time
 
 
 #: Padding for style images. A tile is run as a torus and has no edges, while a
@@ -188,7 +214,7 @@ def synthesize(
         # 3. Optimize; progress counts steps over the whole pyramid.
         result = optimize(
             start.to(device),
-            lambda batch: stage.graph(extractor(batch, padding=padding)),
+            objective(stage, extractor, padding, device),
             steps=scale.steps,
             optimizer=recipe.optimizer,
             learning_rate=recipe.effective_learning_rate,

