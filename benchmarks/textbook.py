@@ -71,7 +71,8 @@ class Normalization(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.mean = torch.tensor(CAFFE_BGR_MEAN).view(-1, 1, 1)
+        # The tutorial makes its mean on the default device; a buffer follows .to(device).
+        self.register_buffer("mean", torch.tensor(CAFFE_BGR_MEAN).view(-1, 1, 1))
 
     def forward(self, img: Tensor) -> Tensor:
         return img[:, [2, 1, 0]] * 255 - self.mean

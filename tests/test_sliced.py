@@ -165,3 +165,14 @@ def test_bad_inputs_name_the_value():
         SlicedWassersteinLoss([features, features], [1])
     with pytest.raises(ValueError, match=r"same channels, got \[2, 3\]"):
         SlicedWassersteinLoss([features, torch.randn(1, 2, 4, 4)])
+
+
+def test_autocast_leaves_the_loss_in_float32():
+    torch.manual_seed(12)
+    features, style = torch.randn(1, 8, 6, 6), torch.randn(1, 8, 6, 6)
+    expected = SlicedWassersteinLoss(style, seed=0)(features)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        value = SlicedWassersteinLoss(style, seed=0)(features.bfloat16().float())
+    assert value.dtype == torch.float32
+    assert torch.allclose(value, SlicedWassersteinLoss(style, seed=0)(features.bfloat16().float()))
+    assert torch.allclose(value, expected, rtol=0.05)

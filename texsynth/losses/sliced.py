@@ -255,12 +255,15 @@ class SlicedWassersteinLoss(nn.Module):
         return self._generator
 
     def forward(self, features: Tensor) -> Tensor:
-        # Sorting and squared sums over many positions: fp32 keeps them accurate under autocast.
-        features = features.float()
-        projections = random_projections(
-            self.channels, self.count, generator=self._generator_on(features.device), device=features.device
-        )
-        return sliced_wasserstein_loss(features, self.targets, projections, self.shares)
+        # Projections that are sorted and matched value by value need fp32: under
+        # autocast the matmuls would run in bf16 (3 significant digits), coarser
+        # than the gaps between neighbouring sorted values.
+        with torch.autocast(features.device.type, enabled=False):
+            features = features.float()
+            projections = random_projections(
+                self.channels, self.count, generator=self._generator_on(features.device), device=features.device
+            )
+            return sliced_wasserstein_loss(features, self.targets, projections, self.shares)
 
     def extra_repr(self) -> str:
         positions = [target.shape[1] for target in self.targets]
