@@ -285,9 +285,9 @@ def texsynth_speed(spec: dict, device: torch.device) -> dict:
     texsynth.synthesize(recipe(spec, steps=total, transfer=True, single_scale=True), device=device, on_step=on_step)
     # Only steps at the full size count, should texsynth run coarser scales first.
     full = max((shape for _, shape in marks if shape is not None), default=None)
-    timed = [time for time, shape in marks if shape == full or full is None][spec["warmup"] :]
+    timed = [mark for mark, shape in marks if shape == full][spec["warmup"] :]
     steps = [clock.seconds(a, b) for a, b in zip(timed[:-1], timed[1:])]
-    return {"step_ms": median_ms(steps), "steps_timed": len(steps)}
+    return {"step_ms": median_ms(steps)}
 
 
 def texture_target(spec: dict, measure: Measure, device: torch.device) -> tuple[tuple[int, int], dict[str, Tensor]]:
@@ -318,9 +318,9 @@ def textbook_texture(spec: dict, device: torch.device) -> dict:
                 snapshot["image"] = image.detach().clone()  # the image this evaluation scored
                 raise Enough
 
+        image = noise_start(spec["start"], height, width, spec["seed"]).to(device)
         try:
-            run_style_transfer(model, style_losses, content_losses, noise_start(spec["start"], height, width, spec["seed"]).to(device),
-                               num_steps=evals, on_eval=on_eval)
+            run_style_transfer(model, style_losses, content_losses, image, num_steps=evals, on_eval=on_eval)
         except Enough:
             pass
         return snapshot["seconds"], snapshot["image"]  # type: ignore[return-value]
@@ -474,7 +474,8 @@ def texture_part(base: dict, args: argparse.Namespace, device: torch.device) -> 
         ratio = textbook["seconds"] / ours["seconds"]
         print(f"  texsynth: reached {ours['distance']:.4f} after {ours['steps']} steps in {ours['seconds']:.1f} s "
               f"(checked every {args.check_every} steps, checks not counted); {memory}; {ratio:.2f}x", flush=True)
-        time_row = ("s to textbook's style loss", f"{textbook['seconds']:.1f}", f"{ours['seconds']:.1f}", f"{ratio:.2f}x")
+        time_row = ("s to textbook's style loss", f"{textbook['seconds']:.1f}", f"{ours['seconds']:.1f}",
+                    f"{ratio:.2f}x")
     return [time_row, memory_row(f"peak MB texture @ {size} px (above start)", textbook, ours)]
 
 
@@ -483,7 +484,8 @@ def print_table(rows: list[tuple[str, str, str, str]]) -> None:
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
     print()
     for row in [header, *rows]:
-        print("  " + "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))))
+        cells = [row[0].ljust(widths[0])] + [cell.rjust(width) for cell, width in zip(row[1:], widths[1:])]
+        print("  " + "  ".join(cells))
     print("  (ratio: textbook / texsynth; above 1 means texsynth is faster or smaller)")
 
 

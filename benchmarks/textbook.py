@@ -7,12 +7,13 @@ with transparent ``ContentLoss``/``StyleLoss`` layers spliced in that stash
 ``self.loss``; Gram = F·Fᵀ / (a·b·c·d); style weight 1e6, content weight 1;
 fp32, batch 1; ``torch.optim.LBFGS`` with its defaults and a closure that
 clamps the image and counts evaluations. The code follows the tutorial's
-line by line (its names, its comments) with three changes, all so that only
-the implementation differs from texsynth's:
+line by line (its names, its comments) with these changes, so that only the
+implementation differs from texsynth's and it runs on any device:
 
 - the VGG19 weights are texsynth's (the Caffe convolutions from
   ``texsynth.features.load_vgg19_weights``), so ``Normalization`` does their
-  RGB -> BGR, x255, minus-mean instead of ImageNet's mean/std;
+  RGB -> BGR, x255, minus-mean instead of ImageNet's mean/std, with the mean
+  in a buffer (the tutorial creates it on its default device instead);
 - the layers to put losses after are arguments, named in the tutorial's
   running count (``relu_10`` is texsynth's ``relu4_2``, see ``tutorial_name``);
 - ``run_style_transfer`` takes the built model and calls two hooks per

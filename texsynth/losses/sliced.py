@@ -127,7 +127,9 @@ def target_quantiles(
         ranks = torch.arange(ordered.shape[1] + 1, device=ordered.device, dtype=exact)  # (L + 1,)
         start, end = ranks[:-1] * masses[0], ranks[1:] * masses[0]  # (L,) each
     else:
-        each = torch.cat([torch.full((p.shape[1],), m, device=ordered.device, dtype=exact) for p, m in zip(pieces, masses)])
+        each = torch.cat(
+            [torch.full((p.shape[1],), m, device=ordered.device, dtype=exact) for p, m in zip(pieces, masses)]
+        )  # (L,): the mass of each pooled value
         mass = each[order]  # (P, L): the mass of each sorted value
         end = mass.cumsum(dim=1)
         start = end - mass
