@@ -6,14 +6,18 @@ report their own losses; the optimizer sums them.
 
 from .content import ContentLoss, content_loss
 from .gram import GramLoss, gram_loss, gram_matrix
+from .sliced import SlicedWassersteinLoss, random_projections, sliced_wasserstein_loss
 from .tv import TotalVariationLoss, total_variation
 
 __all__ = [
     "ContentLoss",
     "GramLoss",
+    "SlicedWassersteinLoss",
     "TotalVariationLoss",
     "content_loss",
     "gram_loss",
     "gram_matrix",
+    "random_projections",
+    "sliced_wasserstein_loss",
     "total_variation",
 ]

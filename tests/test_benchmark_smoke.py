@@ -1,0 +1,53 @@
+"""The benchmark's textbook implementation builds and evaluates (one evaluation at 32 px); the script starts."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / "benchmarks"
+
+
+def load_textbook():
+    spec = importlib.util.spec_from_file_location("texsynth_benchmark_textbook", BENCHMARKS / "textbook.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_textbook_model_gives_a_finite_loss_at_32_px():
+    textbook = load_textbook()
+    assert textbook.tutorial_name("relu4_2") == "relu_10" and textbook.tutorial_name("conv1_1") == "conv_1"
+    generator = torch.Generator().manual_seed(0)
+    style, content = torch.rand(1, 3, 32, 32, generator=generator), torch.rand(1, 3, 32, 32, generator=generator)
+    model, style_losses, content_losses = textbook.textbook_model(style, content, "relu", torch.device("cpu"))
+    assert len(style_losses) == 5 and len(content_losses) == 1
+    losses = []
+
+    def stop_after_one(run, image):
+        losses.append(sum(sl.loss for sl in style_losses) * textbook.STYLE_WEIGHT + content_losses[0].loss)
+        raise textbook.Enough
+
+    image = content.clone()
+    try:
+        textbook.run_style_transfer(model, style_losses, content_losses, image, on_eval=stop_after_one)
+    except textbook.Enough:
+        pass
+    assert len(losses) == 1 and math.isfinite(losses[0].item()) and losses[0].item() > 0
+    assert image.grad is not None and torch.isfinite(image.grad).all()
+
+
+def test_the_benchmark_script_starts():
+    # The script's folder, not the checkout, is first on its path: point it at this checkout's texsynth.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    command = [sys.executable, str(BENCHMARKS / "speed.py"), "--help"]
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "--device" in done.stdout and "--evals" in done.stdout
