@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from texsynth import parse_recipe, synthesize
-from texsynth.api import _style_size
+from texsynth.api import style_image_size
 from texsynth.features import VGGFeatures
 from texsynth.initial import NOISE_AMPLITUDE, StartInputs, mean_colour, noise, starting_image
 from texsynth.io import image_size, load_image
@@ -82,9 +82,9 @@ def test_content_weight_decides_how_much_of_the_photo_is_kept(images, vgg):
 
 def test_style_scale_sets_the_style_image_size_from_the_output_long_side(images):
     width, height = image_size(images / "brick.jpg")
-    assert max(_style_size(images / "brick.jpg", 0.5, 256)) == 128
-    assert max(_style_size(images / "brick.jpg", 2.0, 256)) == 512
-    small = _style_size(images / "brick.jpg", 0.5, 256)
+    assert max(style_image_size(images / "brick.jpg", 0.5, 256)) == 128
+    assert max(style_image_size(images / "brick.jpg", 2.0, 256)) == 512
+    small = style_image_size(images / "brick.jpg", 0.5, 256)
     assert abs(small[0] / small[1] - width / height) < 0.02
 
 

@@ -104,3 +104,11 @@ def test_cuda_matches_cpu_closely(images):
     cpu = synthesize(recipe, device="cpu").image
     gpu = synthesize(recipe, device="cuda").image
     assert (cpu - gpu).abs().mean() < 0.02
+
+
+def test_sliced_wasserstein_texture_moves_towards_its_style(images, measure):
+    style = style_image(images, "gravel.jpg")
+    start = noise((1, 3, SIZE, SIZE), 0)
+    result = texture(images, [("gravel.jpg", 1.0)], steps=40, style_loss="sliced_wasserstein")
+    assert set(result.losses) == {"style"}
+    assert measure.sliced_distance(result.image, [style]) < 0.2 * measure.sliced_distance(start, [style])

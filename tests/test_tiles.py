@@ -267,3 +267,11 @@ def test_identity_ignores_paths_but_not_content(images, tmp_path):
     (moved / "brick.jpg").write_bytes((images / "brick.jpg").read_bytes())
     assert recipe_identity(recipe) == recipe_identity(brick(moved))
     assert recipe_identity(recipe) != recipe_identity(brick(images, steps=4))
+
+
+@pytest.mark.parametrize("style_loss", ["gram", "sliced_wasserstein", "gram+sliced_wasserstein"])
+def test_batch_invariance_holds_for_every_style_loss(images, style_loss):
+    recipe = brick(images, steps=3, style_loss=style_loss, tv_weight=0.05)
+    together = synthesize(recipe, seeds=[7, 8, 9]).image
+    alone = synthesize(recipe, seeds=[8]).image
+    assert torch.equal(together[1:2], alone)

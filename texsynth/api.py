@@ -21,7 +21,7 @@ from torch import Tensor
 from . import __version__
 from .errors import TexsynthError, located
 from .features import VGGFeatures
-from .graph import LossGraph, compile_graph, content_targets, style_targets
+from .graph import LossGraph, compile_graph, content_targets, style_features
 from .io import image_size, load_image, save_image, writable_problem
 from .optimize import Objective, Progress, optimize
 from .colour import COLOUR_CONTROLS, KeepStyleColours
@@ -124,7 +124,11 @@ def objective(stage: Stage, extractor: VGGFeatures, padding: str, device: torch.
         return evaluate
 
     def one_at_a_time(batch: Tensor) -> dict[str, Tensor]:
-        items = [evaluate(batch[i : i + 1]) for i in range(batch.shape[0])]
+        items = []
+        with stage.graph.repeated_draws() as rewind:
+            for i in range(batch.shape[0]):
+                rewind()
+                items.append(evaluate(batch[i : i + 1]))
         return {name: torch.cat([item[name] for item in items]) for name in items[0]}
 
     return one_at_a_time
@@ -154,18 +158,18 @@ def compile_at(recipe: Recipe, extractor: VGGFeatures, width: int, height: int) 
     colour = _colour_control(recipe, width, height)
     content = colour.content
     styles = [
-        colour.style(load_image(s.image, _style_size(s.image, s.scale, max(width, height)))) for s in recipe.styles
+        colour.style(load_image(s.image, style_image_size(s.image, s.scale, max(width, height)))) for s in recipe.styles
     ]
     weights = [s.weight for s in recipe.styles]
-    grams = style_targets(
-        extractor, [s.to(device) for s in styles], weights, list(recipe.style_layers), padding=STYLE_PADDING[recipe.tileable]
+    style = style_features(
+        extractor, [s.to(device) for s in styles], list(recipe.style_layers), padding=STYLE_PADDING[recipe.tileable]
     )
     content_features = None
     if content is not None and recipe.content is not None:
         content = colour.working(content)
         content_features = content_targets(extractor, content.to(device), list(recipe.content.layers))
     return Stage(
-        graph=compile_graph(recipe, grams, content_features).to(device),
+        graph=compile_graph(recipe, style, content_features).to(device),
         colour=colour,
         content=content,
         style_mean=mean_colour(styles, weights),
@@ -283,7 +287,7 @@ def _finishing(on_step: ProgressCallback | None, finish: Callable[[Tensor], Tens
     return report
 
 
-def _style_size(path: Path, scale: float, output_long_side: int) -> tuple[int, int]:
+def style_image_size(path: Path, scale: float, output_long_side: int) -> tuple[int, int]:
     """Style image size whose long side is ``scale`` × the output's, keeping its aspect."""
     width, height = image_size(path)
     factor = scale * output_long_side / max(width, height)

@@ -183,6 +183,10 @@ def recipe_command(
     scales: Annotated[
         Optional[str], _control("Coarse-to-fine scales: auto, or a number (1 = off).")
     ] = None,
+    style_loss: Annotated[
+        Optional[str], _control("Style loss: gram, sliced_wasserstein or gram+sliced_wasserstein.")
+    ] = None,
+    precision: Annotated[Optional[str], _control("Convolution arithmetic: auto, fp32 or bf16.")] = None,
     save_every: Annotated[
         Optional[int],
         typer.Option(help="Write every N-th step as a numbered PNG into the frames folder.", rich_help_panel=WATCHING),
@@ -230,6 +234,8 @@ def recipe_command(
         "pooling": pooling,
         "tileable": tileable,
         "scales": int(scales) if scales is not None and scales.isdigit() else scales,
+        "style_loss": style_loss,
+        "precision": precision,
     }
     with ExitStack() as stack:
         opened = stack.enter_context(open_recipe(file, overrides=overrides, out_dir=out_dir))

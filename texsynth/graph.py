@@ -7,18 +7,20 @@ progress bar or a trace can show each. ``print(graph)`` reads like the recipe.
 
 Style blends happen at the target level (Gatys et al. 2016, §3): each layer's
 target Gram matrix is the weighted mean of the style images' Grams, and one
-loss per layer compares against it.
+loss per layer compares against it. The sliced-Wasserstein loss blends the
+same way, as one mixture distribution of the styles' features per layer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
 
-from .losses import ContentLoss, GramLoss, TotalVariationLoss, gram_matrix
-from .recipe import Recipe
+from .losses import ContentLoss, GramLoss, SlicedWassersteinLoss, TotalVariationLoss, gram_matrix
+from .recipe import Recipe, StyleLoss
 
 Extractor = Callable[[Tensor], Mapping[str, Tensor]]
 
@@ -80,6 +82,22 @@ class LossGraph(nn.Module):
     def forward(self, features: Mapping[str, Tensor]) -> dict[str, Tensor]:
         return {name: term(features) for name, term in self.terms.items()}
 
+    @contextmanager
+    def repeated_draws(self) -> Iterator[Callable[[], None]]:
+        """Yield ``rewind``: after it, random losses draw again what they drew at the start.
+
+        Evaluating a batch one item at a time must show every item the same
+        random projections, as a single batched call would.
+        """
+        random = [module for module in self.modules() if isinstance(module, SlicedWassersteinLoss)]
+        states = [module.generator_state() for module in random]
+
+        def rewind() -> None:
+            for module, state in zip(random, states):
+                module.set_generator_state(state)
+
+        yield rewind
+
     @property
     def layers(self) -> set[str]:
         """Every activation the graph reads (``"input"`` included when a pixel term is present)."""
@@ -96,20 +114,32 @@ def normalized(weights: Mapping[str, float] | Sequence[float]) -> list[float]:
 
 
 @torch.no_grad()
+def style_features(
+    extract: Extractor, images: Sequence[Tensor], layers: Sequence[str], **options
+) -> dict[str, list[Tensor]]:
+    """Each style image's activations per layer, (1, C, H, W) each; ``options`` go to the extractor."""
+    found: dict[str, list[Tensor]] = {layer: [] for layer in layers}
+    for image in images:
+        features = extract(image, **options)
+        for layer in layers:
+            found[layer].append(features[layer].float())
+    return found
+
+
+def blend_grams(features: Mapping[str, Sequence[Tensor]], weights: Sequence[float]) -> dict[str, Tensor]:
+    """Per layer, the weighted mean of the style images' Gram matrices, (C, C)."""
+    shares = normalized(weights)
+    return {
+        layer: sum(share * gram_matrix(image)[0] for share, image in zip(shares, images))  # type: ignore[misc]
+        for layer, images in features.items()
+    }
+
+
 def style_targets(
     extract: Extractor, images: Sequence[Tensor], weights: Sequence[float], layers: Sequence[str], **options
 ) -> dict[str, Tensor]:
-    """Blend target per layer: the weighted mean of each style image's Gram matrix, (C, C).
-
-    ``options`` go to the extractor (e.g. its padding).
-    """
-    targets: dict[str, Tensor] = {}
-    for image, share in zip(images, normalized(weights)):
-        features = extract(image, **options)
-        for layer in layers:
-            gram = gram_matrix(features[layer].float())[0]  # (C, C)
-            targets[layer] = targets[layer] + share * gram if layer in targets else share * gram
-    return targets
+    """Blend target per layer: the weighted mean of each style image's Gram matrix, (C, C)."""
+    return blend_grams(style_features(extract, images, layers, **options), weights)
 
 
 @torch.no_grad()
@@ -118,15 +148,42 @@ def content_targets(extract: Extractor, image: Tensor, layers: Sequence[str]) ->
     return {layer: features[layer].float() for layer in layers}
 
 
+def style_loss_at(
+    recipe: Recipe, layer: str, style: Mapping[str, Sequence[Tensor]], weights: Sequence[float]
+) -> nn.Module:
+    """The recipe's style loss for one layer, against the blend of the style images' features there."""
+    sliced = SlicedWassersteinLoss(style[layer], weights, seed=_layer_seed(recipe.seed, layer))
+    gram = GramLoss(blend_grams({layer: style[layer]}, weights)[layer])
+    return {
+        StyleLoss.GRAM: lambda: gram,
+        StyleLoss.SLICED: lambda: sliced,
+        StyleLoss.BOTH: lambda: Sum([gram, sliced]),
+    }[recipe.style_loss]()
+
+
+def _layer_seed(seed: int, layer: str) -> int:
+    # Layers of equal width would otherwise draw the very same projections.
+    return (seed * 7919 + sum(ord(c) * 31**i for i, c in enumerate(layer))) % 2**63
+
+
 def compile_graph(
-    recipe: Recipe, style_grams: Mapping[str, Tensor], content_features: Mapping[str, Tensor] | None = None
+    recipe: Recipe, style: Mapping[str, Sequence[Tensor]], content_features: Mapping[str, Tensor] | None = None
 ) -> LossGraph:
-    """The loss graph of ``recipe``: style_weight·style + content.weight·CONTENT_SCALE·content + tv_weight·tv."""
+    """The loss graph of ``recipe``: style_weight·style + content.weight·CONTENT_SCALE·content + tv_weight·tv.
+
+    ``style`` holds each style image's activations per style layer (see :func:`style_features`).
+    """
+    weights = [s.weight for s in recipe.styles]
     layer_shares = zip(recipe.style_layers, normalized(recipe.style_layers))
     terms: dict[str, nn.Module] = {
         "style": Weighted(
             recipe.style_weight,
-            Sum([Weighted(share, AtLayer(layer, GramLoss(style_grams[layer]))) for layer, share in layer_shares]),
+            Sum(
+                [
+                    Weighted(share, AtLayer(layer, style_loss_at(recipe, layer, style, weights)))
+                    for layer, share in layer_shares
+                ]
+            ),
         )
     }
     if recipe.content is not None:

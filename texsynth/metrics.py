@@ -13,7 +13,7 @@ from torch import Tensor
 
 from .features import VGGFeatures
 from .graph import normalized, style_targets
-from .losses import content_loss, gram_loss, gram_matrix
+from .losses import content_loss, gram_loss, gram_matrix, random_projections, sliced_wasserstein_loss
 from .recipe import DEFAULT_STYLE_LAYERS
 
 MEASURE_LAYERS: tuple[str, ...] = tuple(DEFAULT_STYLE_LAYERS)
@@ -41,6 +41,27 @@ class Measure:
             share * float(gram_loss(gram_matrix(features[layer]), grams[layer])[0])
             for share, layer in zip(shares, self.layers)
         )
+
+    @torch.no_grad()
+    def sliced_distance(
+        self, image: Tensor, styles: Sequence[Tensor], weights: Sequence[float] | None = None, *, draws: int = 4
+    ) -> float:
+        """Mean relative sliced-Wasserstein distance to the styles' feature distribution.
+
+        Its projections come from a fixed generator of their own (seed 2021), not
+        from any run's, so it judges a Gram-trained and an SW-trained image alike.
+        """
+        generator = torch.Generator().manual_seed(2021)
+        features = self.extractor(image)
+        style_features = [self.extractor(style) for style in styles]
+        total = 0.0
+        for layer in self.layers:
+            channels = features[layer].shape[1]
+            targets = [f[layer][0].flatten(1) for f in style_features]
+            for _ in range(draws):
+                projections = random_projections(channels, channels, generator=generator)
+                total += float(sliced_wasserstein_loss(features[layer], targets, projections, weights)[0])
+        return total / (len(self.layers) * draws)
 
     def perceptual_seam(self, image: Tensor, grams: Mapping[str, Tensor]) -> float:
         """Style distance of the tile rolled by half ÷ that of the tile itself.

@@ -70,6 +70,14 @@ class Pooling(str, Enum):
     AVG = "avg"
 
 
+class StyleLoss(str, Enum):
+    """How a layer's features are compared with the style's (see losses/)."""
+
+    GRAM = "gram"
+    SLICED = "sliced_wasserstein"
+    BOTH = "gram+sliced_wasserstein"
+
+
 class Precision(str, Enum):
     #: bf16 convolutions on CUDA, fp32 elsewhere.
     AUTO = "auto"
@@ -188,6 +196,8 @@ class Recipe(BaseModel):
     tileable: Annotated[bool, Field(strict=True)] = False
     #: Arithmetic of the convolutions: auto is bf16 on CUDA and fp32 elsewhere.
     precision: Precision = Precision.AUTO
+    #: Gram matrices (Gatys et al.), sliced Wasserstein (Heitz et al. 2021), or both.
+    style_loss: StyleLoss = StyleLoss.GRAM
 
     _resolve_paths = field_validator("output")(_resolve)
     _resolve_inputs = field_validator("init_image")(_input_image)

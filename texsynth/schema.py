@@ -45,6 +45,8 @@ DESCRIPTIONS: dict[str, str] = {
     "weights": "A torchvision vgg19 state dict to use instead of the shipped Caffe VGG19 weights.",
     "scales": "Coarse-to-fine pyramid: auto (one scale up to 256 px, then one more per doubling) or a count; 1 = off.",
     "tileable": "Make the output wrap around seamlessly, so it repeats in a grid without a seam.",
+    "style_loss": "How features are compared with the style's: gram (Gatys et al.), sliced_wasserstein "
+    "(Heitz et al. 2021: whole feature distributions) or gram+sliced_wasserstein.",
     "precision": "Convolution arithmetic: auto (bf16 on CUDA, fp32 elsewhere), fp32 or bf16.",
 }
 

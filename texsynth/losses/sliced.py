@@ -251,6 +251,18 @@ class SlicedWassersteinLoss(nn.Module):
             self.seed = seed
         self._generator = None
 
+    def generator_state(self) -> Tensor | None:
+        """The projection generator's state (None before the first draw), for :meth:`set_generator_state`."""
+        return self._generator.get_state() if self._generator is not None else None
+
+    def set_generator_state(self, state: Tensor | None) -> None:
+        """Draw again from ``state``: None restarts from the seed."""
+        if state is None:
+            self._generator = None
+        else:
+            assert self._generator is not None
+            self._generator.set_state(state)
+
     def _generator_on(self, device: torch.device) -> torch.Generator:
         if self._generator is None or self._generator.device != device:
             self._generator = torch.Generator(device=device).manual_seed(self.seed)
