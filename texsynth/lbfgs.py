@@ -1,10 +1,11 @@
 """L-BFGS for a batch of independent images, on the device, without host syncs.
 
 Limited-memory BFGS (Nocedal, "Updating quasi-Newton matrices with limited
-storage", 1980; the two-loop recursion of Nocedal & Wright, Algorithm 7.4)
-where every batch item keeps its own history, step scale and restarts, so a
-tile optimized in a batch of 16 follows the same path as alone. It differs
-from ``torch.optim.LBFGS`` in ways that matter here:
+storage", 1980) in its compact form (Byrd, Nocedal & Schnabel, "Representations
+of quasi-Newton matrices and their use in limited memory methods", 1994, eq.
+3.13; Nocedal & Wright §7.2), where every batch item keeps its own history,
+step scale and restarts, so a tile optimized in a batch of 16 follows the same
+path as alone. It differs from ``torch.optim.LBFGS`` in ways that matter here:
 
 - a first step of a fixed size in pixels, which leaves a faint-noise start quickly;
 - one objective evaluation per step (fixed unit step, no line search) and no
@@ -15,8 +16,14 @@ from ``torch.optim.LBFGS`` in ways that matter here:
   gradient step, which keeps the fixed step from running away;
 - the variable keeps any memory format (channels_last included).
 
-Every loop runs over all ``history`` slots, unused ones weighted zero, so a
-step is the same sequence of kernels every time (CUDA-graph friendly).
+Why the compact form: the textbook two-loop recursion walks the history one
+pair at a time, a handful of small kernels per pair; with 50 pairs that was
+~800 kernel launches a step, which cost more than VGG19 itself on a GPU
+(18 ms a step at 256 px on an H100, the network alone ~5 ms). The compact form
+needs the history's inner products with the gradient (two matrix-vector
+products), an m×m triangular solve, and two more products to assemble the
+step: a dozen kernels whatever the history length. The m×m inner products
+sᵢ·yⱼ and yᵢ·yⱼ are kept up to date as pairs arrive, one new row and column a step.
 """
 
 from __future__ import annotations
@@ -36,16 +43,16 @@ RESTART_RISE = 1.5
 FIRST_STEP_RMS = 0.05
 
 
-def _dot(a: Tensor, b: Tensor) -> Tensor:
-    """Per-item dot product of (B, ...) tensors -> (B,).
+def _products(matrix: Tensor, vectors: Tensor) -> Tensor:
+    """Per item, ``matrix @ vectors``: (B, m, n) @ (B, n, k) -> (B, m, k).
 
-    On the CPU each item is reduced alone: a batched reduction splits the work
-    across threads differently than a single one, which changes the rounding,
-    and a tile must come out bit-identical in any batch.
+    On the CPU each item is multiplied alone: a batched product splits the
+    work across threads differently than a single one, which changes the
+    rounding, and a tile must come out bit-identical in any batch.
     """
-    if a.device.type == "cpu":
-        return torch.stack([torch.dot(a[i].flatten(), b[i].flatten()) for i in range(a.shape[0])])
-    return (a * b).flatten(1).sum(dim=1)
+    if matrix.device.type == "cpu":
+        return torch.stack([matrix[i] @ vectors[i] for i in range(matrix.shape[0])])
+    return torch.bmm(matrix, vectors)
 
 
 def _per_item(values: Tensor, like: Tensor) -> Tensor:
@@ -60,12 +67,21 @@ class BatchedLBFGS:
         self.variable = variable
         self.learning_rate = learning_rate
         self.history = history
-        batch = variable.shape[0]
-        self._s = torch.zeros((history, *variable.shape), device=variable.device, dtype=variable.dtype)
+        batch, size = variable.shape[0], variable[0].numel()
+        like = {"device": variable.device, "dtype": variable.dtype}
+        # Pairs live in ring-buffer slots; ``_chronological[k]`` lists the slots oldest
+        # first when slot k is the next to be written.
+        self._s = torch.zeros((batch, history, size), **like)
         self._y = torch.zeros_like(self._s)
-        self._rho = torch.zeros((history, batch), device=variable.device, dtype=variable.dtype)
-        self._gamma = torch.ones(batch, device=variable.device, dtype=variable.dtype)
-        self._alpha = torch.zeros_like(self._rho)
+        # The small m×m algebra runs in float64 (cheap at this size; the inner products
+        # span many orders of magnitude), except where the device has no float64.
+        small = torch.float32 if variable.device.type == "mps" else torch.float64
+        self._sy = torch.zeros((batch, history, history), device=variable.device, dtype=small)  # sᵢ·yⱼ
+        self._yy = torch.zeros_like(self._sy)  # yᵢ·yⱼ
+        self._usable = torch.zeros((batch, history), device=variable.device, dtype=torch.bool)
+        self._gamma = torch.ones(batch, device=variable.device, dtype=small)
+        slots = torch.arange(history, device=variable.device)
+        self._chronological = torch.stack([(slots + k) % history for k in range(history)])
         self._previous: tuple[Tensor, Tensor, Tensor] | None = None  # x, gradient, loss
         self._next_slot = 0
 
@@ -81,7 +97,8 @@ class BatchedLBFGS:
             # First step: a gradient step of a fixed size in pixel units. torch's rule
             # (at most 1 in L1) barely moves a faint-noise start, whose Grams sit on a
             # plateau near zero: L-BFGS then crawled for 15-60 steps before taking off.
-            rms = (_dot(gradient, gradient) / gradient[0].numel()).sqrt().clamp_min(1e-12)
+            flat = gradient.reshape(gradient.shape[0], -1)
+            rms = (_products(flat[:, None], flat[:, :, None]).flatten() / flat.shape[1]).sqrt().clamp_min(1e-12)
             direction = -gradient * _per_item(FIRST_STEP_RMS / rms, gradient)
         else:
             self._remember(x, gradient, loss, free)
@@ -91,30 +108,53 @@ class BatchedLBFGS:
 
     def _remember(self, x: Tensor, gradient: Tensor, loss: Tensor, free: Tensor) -> None:
         x_before, gradient_before, loss_before = self._previous  # type: ignore[misc]
+        batch = x.shape[0]
         # Curvature is learned on the free pixels only, so pinned ones add nothing false.
-        s = (x - x_before) * free
-        y = (gradient - gradient_before) * free
-        sy = _dot(s, y)
-        useful = sy > _MIN_CURVATURE
+        s = ((x - x_before) * free).reshape(batch, -1)
+        y = ((gradient - gradient_before) * free).reshape(batch, -1)
         slot = self._next_slot
         self._next_slot = (slot + 1) % self.history
-        self._s[slot] = s
-        self._y[slot] = y
-        self._rho[slot] = torch.where(useful, 1.0 / sy.clamp_min(_MIN_CURVATURE), torch.zeros_like(sy))
-        self._gamma = torch.where(useful, sy / _dot(y, y).clamp_min(1e-30), self._gamma)
+        self._s[:, slot] = s
+        self._y[:, slot] = y
+        # The new pair's row and column of sᵢ·yⱼ and yᵢ·yⱼ: two passes over the history.
+        s_dot_y = _products(self._s, y[:, :, None])[..., 0].to(self._sy.dtype)  # sᵢ·y_new, (B, m)
+        y_dots = _products(self._y, torch.stack([s, y], dim=2)).to(self._sy.dtype)  # yᵢ·s_new, yᵢ·y_new
+        self._sy[:, :, slot] = s_dot_y
+        self._sy[:, slot, :] = y_dots[..., 0]
+        self._yy[:, :, slot] = y_dots[..., 1]
+        self._yy[:, slot, :] = y_dots[..., 1]
+        sy, yy = s_dot_y[:, slot], y_dots[:, slot, 1]
+        useful = sy > _MIN_CURVATURE
+        self._usable[:, slot] = useful
+        self._gamma = torch.where(useful, sy / yy.clamp_min(1e-30), self._gamma)
         # A large rise means the quadratic model misled this item: forget its history.
         rose = loss > RESTART_RISE * loss_before
-        self._rho.mul_((~rose).to(self._rho.dtype))
+        self._usable &= ~rose[:, None]
 
     def _direction(self, gradient: Tensor) -> Tensor:
-        """-H·g by the two-loop recursion, newest pair first, per batch item."""
-        order = [(self._next_slot - 1 - i) % self.history for i in range(self.history)]  # newest first
-        q = gradient.clone()
-        for slot in order:
-            self._alpha[slot] = self._rho[slot] * _dot(self._s[slot], q)
-            q.sub_(self._y[slot] * _per_item(self._alpha[slot], q))
-        r = q * _per_item(self._gamma, q)
-        for slot in reversed(order):
-            beta = self._rho[slot] * _dot(self._y[slot], r)
-            r.add_(self._s[slot] * _per_item(self._alpha[slot] - beta, r))
-        return r.neg_()
+        """-H·g from the compact representation, per batch item."""
+        batch = gradient.shape[0]
+        g = gradient.reshape(batch, -1)
+        order = self._chronological[self._next_slot]  # slots, oldest pair first
+        usable = self._usable[:, order].to(self._sy.dtype)  # (B, m)
+        both = usable[:, :, None] * usable[:, None, :]
+        sy = self._sy[:, order][:, :, order] * both
+        yy = self._yy[:, order][:, :, order] * both
+        gamma = self._gamma[:, None]
+        # Unusable pairs get a unit diagonal in R and zero everywhere else, which
+        # decouples them: their coefficients come out zero, the rest as without them.
+        r = sy.triu() + torch.diag_embed(1 - usable)
+        s_g = _products(self._s, g[:, :, None])[..., 0].to(sy.dtype)[:, order] * usable  # Sᵀg
+        y_g = _products(self._y, g[:, :, None])[..., 0].to(sy.dtype)[:, order] * usable  # Yᵀg
+        u = torch.linalg.solve_triangular(r, s_g[:, :, None], upper=True)  # R⁻¹Sᵀg
+        middle = torch.diagonal(sy, dim1=1, dim2=2)[:, :, None] * u + gamma[:, :, None] * (yy @ u)
+        p = torch.linalg.solve_triangular(r.transpose(1, 2), middle - gamma[:, :, None] * y_g[:, :, None], upper=False)
+        # Back to slot order for the products with the stored pairs.
+        coefficients_s = torch.zeros_like(p[..., 0]).index_copy(1, order, p[..., 0])
+        coefficients_y = torch.zeros_like(u[..., 0]).index_copy(1, order, -gamma * u[..., 0])
+        h_g = (
+            g * gamma.to(g.dtype)
+            + _products(self._s.transpose(1, 2), coefficients_s.to(g.dtype)[:, :, None])[..., 0]
+            + _products(self._y.transpose(1, 2), coefficients_y.to(g.dtype)[:, :, None])[..., 0]
+        )
+        return -h_g.view(gradient.shape)
