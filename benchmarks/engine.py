@@ -124,7 +124,7 @@ def engine_settings(args, device: torch.device) -> list[tuple[str, float]]:
 
 def batched_tiles(args, device: torch.device) -> list[tuple[int, float]]:
     rows = []
-    recipe = texture_recipe(args.tile_size, tileable=True, scales=1)
+    recipe = texture_recipe(args.tile_size, tileable=True, scales=1, style_loss=args.style_loss)
     recipe = texsynth.parse_recipe({**recipe.to_dict(), "styles": [{"image": str(IMAGES / "brick.jpg")}]})
     for batch in args.batches:
         try:
@@ -139,7 +139,7 @@ def batched_tiles(args, device: torch.device) -> list[tuple[int, float]]:
 def peak_memory(args, device: torch.device) -> list[tuple[int, float, float]]:
     rows = []
     for size in args.sizes:
-        recipe = texture_recipe(size, steps=args.memory_steps)
+        recipe = texture_recipe(size, steps=args.memory_steps, style_loss=args.style_loss)
         if device.type == "cuda":
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device)
@@ -161,7 +161,7 @@ def precision_agreement(args, device: torch.device) -> dict[str, float]:
     grams = measure.grams([load_image(path, style_image_size(path, 1.0, args.size))])
     images = {}
     for precision in ("fp32", "bf16"):
-        recipe = texture_recipe(args.size, precision=precision, steps=args.agreement_steps)
+        recipe = texture_recipe(args.size, precision=precision, steps=args.agreement_steps, style_loss=args.style_loss)
         images[precision] = texsynth.synthesize(recipe, device=device).image
         save_image(images[precision], args.out / f"starry-{args.size}-{precision}.png")
     result = {f"Gram distance, {p}": measure.style_distance(image, grams) for p, image in images.items()}
@@ -177,6 +177,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512, help="long side for (a) and (d)")
     parser.add_argument("--tile-size", type=int, default=256)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 16, 32, 64])
+    parser.add_argument("--style-loss", default="auto", help="style_loss of the textures in (b), (c), (d)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 4096], help="long sides for (c)")
     parser.add_argument("--memory-steps", type=int, default=40)
     parser.add_argument("--agreement-steps", type=int, default=200)
@@ -200,7 +201,7 @@ def main() -> None:
         for label, milliseconds in settings:
             print(f"    {label:<34}{milliseconds:>8.2f} ms   {fastest_plain / milliseconds:>5.2f}x vs fp32")
     if tiles:
-        print(f"(b) {args.tile_size} px tileable brick tiles, image-evaluations per second")
+        print(f"(b) {args.tile_size} px tileable brick tiles, style_loss {args.style_loss}, image-evaluations per second")
         for batch, rate in tiles:
             print(f"    batch {batch:<28}{rate:>8.0f}   {rate / tiles[0][1]:>5.2f}x vs batch 1")
     if memory:

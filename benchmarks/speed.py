@@ -151,6 +151,8 @@ def recipe(spec: dict, *, steps: int, transfer: bool, single_scale: bool = False
         "seed": spec["seed"],
         "styles": [{"image": spec["style"]}],
         "style_layers": {name: 1.0 for name in style_layers},
+        # The textbook's objective: texsynth's texture default adds a sliced-Wasserstein term.
+        "style_loss": "gram",
     }
     if transfer:
         data["content"] = {"image": spec["content"], "layers": {name: 1.0 for name in content_layers}}

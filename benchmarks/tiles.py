@@ -27,9 +27,9 @@ from texsynth.tiles import tile_seed
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def recipe(size: int, steps: int) -> texsynth.Recipe:
+def recipe(size: int, steps: int, style_loss: str) -> texsynth.Recipe:
     return texsynth.parse_recipe(
-        {"size": size, "steps": steps, "tileable": True, "scales": 1,
+        {"size": size, "steps": steps, "tileable": True, "scales": 1, "style_loss": style_loss,
          "styles": [{"image": str(ROOT / "recipes" / "images" / "brick.jpg")}]}
     )
 
@@ -44,8 +44,8 @@ def timed(device: torch.device, function) -> float:
     return time.perf_counter() - start
 
 
-def tiles_per_second(device: torch.device, size: int, steps: int, tiles: int, batch: int) -> float:
-    job = recipe(size, steps)
+def tiles_per_second(device: torch.device, size: int, steps: int, tiles: int, batch: int, style_loss: str) -> float:
+    job = recipe(size, steps, style_loss)
     seeds = [tile_seed(job.seed, index) for index in range(tiles)]
     texsynth.synthesize(job, device=device, seeds=seeds[:batch])  # warm-up: weights, cuDNN autotuning
     seconds = sum(
@@ -62,14 +62,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="optimizer steps per tile")
     parser.add_argument("--tiles", type=int, default=8, help="tiles made by each side")
     parser.add_argument("--batch", type=int, default=8, help="batch size of the batched side")
+    parser.add_argument("--style-loss", default="auto", help="the recipe's style_loss (auto: texsynth's texture default)")
     args = parser.parse_args()
     device = texsynth.pick_device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
 
-    single = tiles_per_second(device, args.size, args.steps, args.tiles, 1)
-    batched = tiles_per_second(device, args.size, args.steps, args.tiles, args.batch)
+    single = tiles_per_second(device, args.size, args.steps, args.tiles, 1, args.style_loss)
+    batched = tiles_per_second(device, args.size, args.steps, args.tiles, args.batch, args.style_loss)
     print(f"texsynth tiles benchmark, {datetime.date.today()}, {name}, torch {torch.__version__}")
-    print(f"{args.tiles} tiles of {args.size}x{args.size}, {args.steps} steps each")
+    print(f"{args.tiles} tiles of {args.size}x{args.size}, {args.steps} steps each, style_loss {args.style_loss}")
     print(f"{'path':<24}{'tiles/s':>10}{'steps/s':>10}")
     print(f"{'one at a time':<24}{single:>10.3f}{single * args.steps:>10.1f}")
     print(f"{f'batched ({args.batch})':<24}{batched:>10.3f}{batched * args.steps:>10.1f}")

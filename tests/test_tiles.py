@@ -37,19 +37,25 @@ def brick(images, **fields):
 # ------------------------------------------------------------------ seams
 
 
-def test_tileable_output_has_no_seam_where_the_plain_one_has(images):
+# The perceptual seam is a ratio of Gram distances, so it reads lowest for the
+# Gram loss; with the texture default (Gram + sliced Wasserstein) a seamless
+# tile measured 1.23 against 6.99 for the plain one.
+@pytest.mark.parametrize(("style_loss", "perceptual_limit"), [("gram", 1.1), ("auto", 1.4)])
+def test_tileable_output_has_no_seam_where_the_plain_one_has(images, style_loss, perceptual_limit):
     """Both seam measures, tileable vs the same recipe without it (Starry Night, 96 px, 80 steps)."""
     measure = Measure()
     style = images / "starry_night.jpg"
     grams = measure.grams([load_image(style, (96, 60))])
     results = {}
     for tileable in (False, True):
-        recipe = parse_recipe({"size": 96, "steps": 80, "tileable": tileable, "styles": [{"image": str(style)}]})
+        recipe = parse_recipe(
+            {"size": 96, "steps": 80, "tileable": tileable, "style_loss": style_loss, "styles": [{"image": str(style)}]}
+        )
         image = synthesize(recipe).image
         results[tileable] = (pixel_seam(image), measure.perceptual_seam(image, grams))
     (plain_pixel, plain_perceptual), (tile_pixel, tile_perceptual) = results[False], results[True]
     assert tile_pixel < 1.3 < plain_pixel, results
-    assert tile_perceptual < 1.1 < plain_perceptual, results
+    assert tile_perceptual < perceptual_limit < plain_perceptual, results
 
 
 def test_circular_features_are_shift_equivariant():

@@ -184,7 +184,7 @@ def recipe_command(
         Optional[str], _control("Coarse-to-fine scales: auto, or a number (1 = off).")
     ] = None,
     style_loss: Annotated[
-        Optional[str], _control("Style loss: gram, sliced_wasserstein or gram+sliced_wasserstein.")
+        Optional[str], _control("Style loss: auto (textures: gram+sliced_wasserstein; transfers: gram), gram, sliced_wasserstein or gram+sliced_wasserstein.")
     ] = None,
     precision: Annotated[Optional[str], _control("Convolution arithmetic: auto, fp32 or bf16.")] = None,
     save_every: Annotated[

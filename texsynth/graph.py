@@ -158,7 +158,7 @@ def style_loss_at(
         StyleLoss.GRAM: lambda: gram,
         StyleLoss.SLICED: lambda: sliced,
         StyleLoss.BOTH: lambda: Sum([gram, sliced]),
-    }[recipe.style_loss]()
+    }[recipe.effective_style_loss]()
 
 
 def _layer_seed(seed: int, layer: str) -> int:

@@ -71,8 +71,16 @@ class Pooling(str, Enum):
 
 
 class StyleLoss(str, Enum):
-    """How a layer's features are compared with the style's (see losses/)."""
+    """How a layer's features are compared with the style's (see losses/).
 
+    ``auto`` is ``gram+sliced_wasserstein`` for textures and ``gram`` for style
+    transfers. For textures the sum matched the style better than either alone
+    (benchmarks/quality.py, README "Style losses"); for transfers the content
+    weight is calibrated against the Gram term alone, and a transfer should take
+    the painting's strokes, not the whole distribution of its features.
+    """
+
+    AUTO = "auto"
     GRAM = "gram"
     SLICED = "sliced_wasserstein"
     BOTH = "gram+sliced_wasserstein"
@@ -196,8 +204,9 @@ class Recipe(BaseModel):
     tileable: Annotated[bool, Field(strict=True)] = False
     #: Arithmetic of the convolutions: auto is bf16 on CUDA and fp32 elsewhere.
     precision: Precision = Precision.AUTO
-    #: Gram matrices (Gatys et al.), sliced Wasserstein (Heitz et al. 2021), or both.
-    style_loss: StyleLoss = StyleLoss.GRAM
+    #: Gram matrices (Gatys et al.), sliced Wasserstein (Heitz et al. 2021), or both;
+    #: auto: both for textures, Gram for style transfers.
+    style_loss: StyleLoss = StyleLoss.AUTO
 
     _resolve_paths = field_validator("output")(_resolve)
     _resolve_inputs = field_validator("init_image")(_input_image)
@@ -320,6 +329,12 @@ class Recipe(BaseModel):
         return images
 
     @property
+    def effective_style_loss(self) -> StyleLoss:
+        if self.style_loss is not StyleLoss.AUTO:
+            return self.style_loss
+        return StyleLoss.GRAM if self.content is not None else StyleLoss.BOTH
+
+    @property
     def effective_learning_rate(self) -> float:
         return self.learning_rate or DEFAULT_LEARNING_RATES[self.optimizer]
 
@@ -339,6 +354,7 @@ class Recipe(BaseModel):
         data = self.model_dump(mode="json", exclude_none=True)
         data["init"] = self.effective_init.value
         data["learning_rate"] = self.effective_learning_rate
+        data["style_loss"] = self.effective_style_loss.value
         if isinstance(self.size, tuple):
             data["size"] = list(self.size)
         return data

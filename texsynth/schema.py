@@ -46,7 +46,8 @@ DESCRIPTIONS: dict[str, str] = {
     "scales": "Coarse-to-fine pyramid: auto (one scale up to 256 px, then one more per doubling) or a count; 1 = off.",
     "tileable": "Make the output wrap around seamlessly, so it repeats in a grid without a seam.",
     "style_loss": "How features are compared with the style's: gram (Gatys et al.), sliced_wasserstein "
-    "(Heitz et al. 2021: whole feature distributions) or gram+sliced_wasserstein.",
+    "(Heitz et al. 2021: whole feature distributions), gram+sliced_wasserstein, or auto (the default: "
+    "gram+sliced_wasserstein for textures, gram for style transfers).",
     "precision": "Convolution arithmetic: auto (bf16 on CUDA, fp32 elsewhere), fp32 or bf16.",
 }
 
