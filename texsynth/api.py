@@ -170,12 +170,21 @@ def compile_at(recipe: Recipe, extractor: VGGFeatures, width: int, height: int) 
     if content is not None and recipe.content is not None:
         content = colour.working(content)
         content_features = content_targets(extractor, content.to(device), list(recipe.content.layers))
+    masks = [None if s.mask is None else load_mask(s.mask, (width, height), index) for index, s in enumerate(recipe.styles)]
     return Stage(
-        graph=compile_graph(recipe, style, content_features).to(device),
+        graph=compile_graph(recipe, style, content_features, masks).to(device),
         colour=colour,
         content=content,
         style_mean=mean_colour(styles, weights),
     )
+
+
+def load_mask(path: Path, size: tuple[int, int], index: int) -> Tensor:
+    """A style's mask as (1, 1, H, W) in [0, 1] at ``size``: the image's grey level (white = the style applies)."""
+    mask = load_image(path, size).mean(dim=1, keepdim=True)
+    if not mask.max() > 0:
+        raise TexsynthError(f"styles[{index}].mask: {path} is black everywhere, so the style would apply nowhere")
+    return mask
 
 
 def _colour_control(recipe: Recipe, width: int, height: int) -> KeepStyleColours:

@@ -120,6 +120,8 @@ def _bundled_recipe(recipe: Recipe, renamed: Mapping[Path, str], origin: str) ->
     data = {key: value for key, value in recipe.to_dict().items() if key != "output"}
     for style, bundled in zip(data["styles"], recipe.styles):
         style["image"] = renamed[bundled.image]
+        if bundled.mask is not None:
+            style["mask"] = renamed[bundled.mask]
     if recipe.content is not None:
         data["content"]["image"] = renamed[recipe.content.image]
     if recipe.init_image is not None:

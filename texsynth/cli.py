@@ -102,6 +102,12 @@ def parse_layers(option: str, text: str) -> dict[str, float]:
     return layers
 
 
+def _masks(text: str) -> str | list[str | None]:
+    """``--style-mask``: one path for every style, or one per style where ``none`` leaves that style unmasked."""
+    masks = [None if part.strip().lower() in ("", "none") else _absolute(Path(part.strip())) for part in text.split(",")]
+    return masks[0] if len(masks) == 1 else masks
+
+
 def _absolute(path: Path | None) -> str | None:
     return str(path.expanduser().resolve()) if path is not None else None
 
@@ -168,6 +174,13 @@ def recipe_command(
             "One value for every style, or one per style: 0.5,2."
         ),
     ] = None,
+    style_mask: Annotated[
+        Optional[str],
+        _control(
+            "Where each style applies: a mask image (white = here) for every style, or one per style: "
+            "left.png,none. Needs the Gram style loss."
+        ),
+    ] = None,
     style_weight: Annotated[Optional[float], _control("Weight of the style term.")] = None,
     style_layers: Annotated[Optional[str], _control("Style layers and weights, e.g. relu1_1,relu2_1,relu3_1:0.5.")] = None,
     content_weight: Annotated[Optional[float], _control("Weight of the content term.")] = None,
@@ -226,6 +239,7 @@ def recipe_command(
         "init": init if init is not None or init_image is None else "image",
         "init_image": _absolute(init_image),
         "styles.scale": parse_numbers("--style-scale", style_scale) if style_scale is not None else None,
+        "styles.mask": _masks(style_mask) if style_mask is not None else None,
         "style_weight": style_weight,
         "style_layers": parse_layers("--style-layers", style_layers) if style_layers is not None else None,
         "content.weight": content_weight,

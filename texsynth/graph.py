@@ -19,7 +19,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
-from .losses import ContentLoss, GramLoss, SlicedWassersteinLoss, TotalVariationLoss, gram_matrix
+from .losses import ContentLoss, GramLoss, MaskedGramLoss, SlicedWassersteinLoss, TotalVariationLoss, gram_matrix
 from .recipe import Recipe, StyleLoss
 
 Extractor = Callable[[Tensor], Mapping[str, Tensor]]
@@ -149,9 +149,23 @@ def content_targets(extract: Extractor, image: Tensor, layers: Sequence[str]) ->
 
 
 def style_loss_at(
-    recipe: Recipe, layer: str, style: Mapping[str, Sequence[Tensor]], weights: Sequence[float]
+    recipe: Recipe,
+    layer: str,
+    style: Mapping[str, Sequence[Tensor]],
+    weights: Sequence[float],
+    masks: Sequence[Tensor | None] | None = None,
 ) -> nn.Module:
-    """The recipe's style loss for one layer, against the blend of the style images' features there."""
+    """The recipe's style loss for one layer, against the blend of the style images' features there.
+
+    With masks, styles are not blended: each is matched where its mask allows
+    (a style without a mask: everywhere), weighted by its share.
+    """
+    if masks is not None and any(mask is not None for mask in masks):
+        terms = []
+        for share, features, mask in zip(normalized(weights), style[layer], masks):
+            target = gram_matrix(features)[0]
+            terms.append(Weighted(share, GramLoss(target) if mask is None else MaskedGramLoss(target, mask)))
+        return Sum(terms)
     sliced = SlicedWassersteinLoss(style[layer], weights, seed=_layer_seed(recipe.seed, layer))
     gram = GramLoss(blend_grams({layer: style[layer]}, weights)[layer])
     return {
@@ -167,11 +181,15 @@ def _layer_seed(seed: int, layer: str) -> int:
 
 
 def compile_graph(
-    recipe: Recipe, style: Mapping[str, Sequence[Tensor]], content_features: Mapping[str, Tensor] | None = None
+    recipe: Recipe,
+    style: Mapping[str, Sequence[Tensor]],
+    content_features: Mapping[str, Tensor] | None = None,
+    masks: Sequence[Tensor | None] | None = None,
 ) -> LossGraph:
     """The loss graph of ``recipe``: style_weight·style + content.weight·CONTENT_SCALE·content + tv_weight·tv.
 
-    ``style`` holds each style image's activations per style layer (see :func:`style_features`).
+    ``style`` holds each style image's activations per style layer (see :func:`style_features`);
+    ``masks``, one per style or None, each (1, 1, H, W) at the output's size.
     """
     weights = [s.weight for s in recipe.styles]
     layer_shares = zip(recipe.style_layers, normalized(recipe.style_layers))
@@ -180,7 +198,7 @@ def compile_graph(
             recipe.style_weight,
             Sum(
                 [
-                    Weighted(share, AtLayer(layer, style_loss_at(recipe, layer, style, weights)))
+                    Weighted(share, AtLayer(layer, style_loss_at(recipe, layer, style, weights, masks)))
                     for layer, share in layer_shares
                 ]
             ),

@@ -34,8 +34,16 @@ def describe(
     # A model-level check names its own field inside the message ("size: ...").
     if not loc and ": " in message:
         field, message = message.split(": ", 1)
-        loc = (field,)
+        loc = _location(field)
     return locate(loc, message, source, node, overrides)
+
+
+def _location(field: str) -> tuple:
+    """``"styles[1].mask"`` -> ``("styles", 1, "mask")``, as pydantic locates fields."""
+    parts: list = []
+    for name, index in re.findall(r"([^.\[\]]+)|\[(\d+)\]", field):
+        parts.append(int(index) if index else name)
+    return tuple(parts)
 
 
 def locate(loc: tuple, message: str, source: str, node: yaml.Node | None, overrides: Mapping[str, Any]) -> str:

@@ -145,8 +145,11 @@ class Style(BaseModel):
     #: Style image long side relative to the output's long side: the style's
     #: features on the output grow with it (2: twice as large, 0.5: half).
     scale: Annotated[float, Field(gt=0, le=8, allow_inf_nan=False, strict=True)] = 1.0
+    #: Where this style applies: an image, white = fully, black = not at all,
+    #: resized to the output. Without one, the style applies everywhere.
+    mask: Path | None = None
 
-    _resolve_image = field_validator("image")(_input_image)
+    _resolve_image = field_validator("image", "mask")(_input_image)
 
 
 class Content(BaseModel):
@@ -267,6 +270,12 @@ class Recipe(BaseModel):
             raise ValueError("init: 'image' needs init_image, the path of the starting image")
         if self.init_image is not None and self.effective_init is not Init.IMAGE:
             raise ValueError(f"init_image: is only used with init: image, but init is {self.effective_init.value!r}")
+        if self.masked and self.effective_style_loss is not StyleLoss.GRAM:
+            index = next(i for i, style in enumerate(self.styles) if style.mask is not None)
+            raise ValueError(
+                f"styles[{index}].mask: masks work with style_loss: gram (or auto), "
+                f"not {self.style_loss.value}"
+            )
         if self.preserve_colour is not PreserveColour.NONE and self.content is None:
             raise ValueError(
                 f"preserve_colour: {self.preserve_colour.value!r} keeps a content image's colours, "
@@ -319,9 +328,11 @@ class Recipe(BaseModel):
 
     def input_images(self) -> list[tuple[tuple[str | int, ...], Path]]:
         """(field location, path) of every image the recipe reads, in recipe order."""
-        images: list[tuple[tuple[str | int, ...], Path]] = [
-            (("styles", index, "image"), style.image) for index, style in enumerate(self.styles)
-        ]
+        images: list[tuple[tuple[str | int, ...], Path]] = []
+        for index, style in enumerate(self.styles):
+            images.append((("styles", index, "image"), style.image))
+            if style.mask is not None:
+                images.append((("styles", index, "mask"), style.mask))
         if self.content is not None:
             images.append((("content", "image"), self.content.image))
         if self.init_image is not None:
@@ -329,10 +340,15 @@ class Recipe(BaseModel):
         return images
 
     @property
+    def masked(self) -> bool:
+        """Whether any style is limited to a region by a mask."""
+        return any(style.mask is not None for style in self.styles)
+
+    @property
     def effective_style_loss(self) -> StyleLoss:
         if self.style_loss is not StyleLoss.AUTO:
             return self.style_loss
-        return StyleLoss.GRAM if self.content is not None else StyleLoss.BOTH
+        return StyleLoss.GRAM if self.content is not None or self.masked else StyleLoss.BOTH
 
     @property
     def effective_learning_rate(self) -> float:

@@ -27,6 +27,8 @@ DESCRIPTIONS: dict[str, str] = {
     "styles.image": "Style image path, relative to the recipe file.",
     "styles.weight": "Share of this style in the blend (weights are normalized to sum to 1).",
     "styles.scale": "Style image long side relative to the output's: 2 makes its features twice as large, 0.5 half.",
+    "styles.mask": "Where this style applies: an image, white = here, black = not; resized to the output. "
+    "Masked styles are matched region by region instead of blended (Gram loss only).",
     "style_layers": "VGG19 layers whose Gram matrices must match, with weights (normalized).",
     "style_weight": "Weight of the style term in the total loss.",
     "content": "A content image: turns texture synthesis into style transfer.",

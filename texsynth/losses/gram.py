@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from ._checks import relative_error, require_4d
 
@@ -29,6 +30,37 @@ def gram_loss(gram: Tensor, target: Tensor) -> Tensor:
     if gram.dim() != 3 or gram.shape[-2:] != target.shape[-2:]:
         raise ValueError(f"gram {tuple(gram.shape)} does not match target {tuple(target.shape)}")
     return relative_error(gram - target, target, dims=(1, 2))
+
+
+def masked_gram_matrix(features: Tensor, mask: Tensor) -> Tensor:
+    """Channel correlations where ``mask`` (1, 1, H', W') in [0, 1] allows -> (B, C, C).
+
+    Spatial control after Gatys et al., "Controlling Perceptual Factors in
+    Neural Style Transfer" (CVPR 2017): the features are weighted by the mask
+    (averaged down to the layer's resolution) and the sum is divided by the
+    mask's own weight, so an all-white mask gives exactly :func:`gram_matrix`.
+    """
+    require_4d("features", features)
+    batch, channels, height, width = features.shape
+    mask = F.adaptive_avg_pool2d(mask, (height, width))  # (1, 1, H, W): each feature's share of its cell
+    flat = (features * mask).reshape(batch, channels, height * width)
+    weight = mask.square().sum().clamp_min(1e-8)
+    return torch.bmm(flat, flat.transpose(1, 2)) / weight  # (B, C, C)
+
+
+class MaskedGramLoss(nn.Module):
+    """Gram loss of the features inside a mask (1, 1, H, W) against one style's target Gram (C, C)."""
+
+    def __init__(self, target: Tensor, mask: Tensor) -> None:
+        super().__init__()
+        self.register_buffer("target", target.detach().clone())
+        self.register_buffer("mask", mask.detach().clone())
+
+    def forward(self, features: Tensor) -> Tensor:
+        return gram_loss(masked_gram_matrix(features.float(), self.mask), self.target)
+
+    def extra_repr(self) -> str:
+        return f"channels={self.target.shape[0]}, mask={tuple(self.mask.shape[-2:])}"
 
 
 class GramLoss(nn.Module):
