@@ -74,7 +74,7 @@ def step_milliseconds(step: Callable[[], None], device: torch.device, warmup: in
 
 
 def optimizer_step(recipe: texsynth.Recipe, device: torch.device, *, batch: int = 1,
-                   compiled: bool = False, update: bool = True) -> Callable[[], None]:
+                   compiled: bool = False, update: bool = True, graphed: bool = False) -> Callable[[], None]:
     """One evaluation + L-BFGS update of ``recipe``'s objective on a batch, as texsynth's loop does it."""
     width, height = output_size(recipe)
     extractor = make_extractor(recipe, device)
@@ -93,24 +93,49 @@ def optimizer_step(recipe: texsynth.Recipe, device: torch.device, *, batch: int 
         if update:
             lbfgs.update(gradient, total.detach())
 
-    return step
+    return captured(step) if graphed else step
 
 
-#: (label, precision, TF32 for matmuls, TF32 for convolutions, torch.compile, optimizer update)
+def captured(step: Callable[[], None]) -> Callable[[], None]:
+    """``step`` recorded once in a CUDA graph and replayed: what launch overhead costs.
+
+    Timing only: the L-BFGS ring-buffer slot is a Python number, so every replay
+    writes the slot that was current at capture. The kernels are the same.
+    """
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm up (cuDNN autotuning, the optimizer's first step) off the capture
+        for _ in range(3):
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    return graph.replay
+
+
+#: (label, precision, TF32 for matmuls, TF32 for convolutions, torch.compile, optimizer update, CUDA graph)
 SETTINGS = [
-    ("fp32, TF32 off", "fp32", False, False, False, True),
-    ("fp32 + TF32", "fp32", True, True, False, True),
-    ("bf16 + channels_last (default)", "auto", False, True, False, True),
-    ("  evaluation alone, no update", "auto", False, True, False, False),
-    ("  the default + torch.compile", "auto", False, True, True, True),
+    ("fp32, TF32 off", "fp32", False, False, False, True, False),
+    ("fp32 + TF32", "fp32", True, True, False, True, False),
+    ("bf16 + channels_last (default)", "auto", False, True, False, True, False),
+    ("  evaluation alone, no update", "auto", False, True, False, False, False),
+    ("  the default + torch.compile", "auto", False, True, True, True, False),
+    ("  the default in a CUDA graph", "auto", False, True, False, True, True),
+    ("  fp32 + TF32 in a CUDA graph", "fp32", True, True, False, True, True),
 ]
 
 
 def engine_settings(args, device: torch.device) -> list[tuple[str, float]]:
     rows = []
-    for label, precision, matmul_tf32, conv_tf32, compiled, update in SETTINGS:
+    for label, precision, matmul_tf32, conv_tf32, compiled, update, graphed in SETTINGS:
+        if graphed and device.type != "cuda":
+            continue
         try:
-            step = optimizer_step(transfer_recipe(args.size, precision), device, compiled=compiled, update=update)
+            torch.backends.cuda.matmul.allow_tf32 = matmul_tf32
+            torch.backends.cudnn.allow_tf32 = conv_tf32
+            step = optimizer_step(transfer_recipe(args.size, precision), device, compiled=compiled, update=update,
+                                  graphed=graphed)
             torch.backends.cuda.matmul.allow_tf32 = matmul_tf32  # after make_extractor, which sets its own
             torch.backends.cudnn.allow_tf32 = conv_tf32
             rows.append((label, step_milliseconds(step, device, args.warmup * (4 if compiled else 1), args.repeats)))

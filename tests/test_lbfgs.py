@@ -85,7 +85,7 @@ def test_compact_direction_equals_the_two_loop_recursion():
     g = torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
     direction = optimizer._direction(g)
     for item in range(2):
-        order = optimizer._chronological[optimizer._next_slot].tolist()
+        order = optimizer._chronological[int(optimizer._slot)].tolist()
         pairs = [
             (optimizer._s[item, slot].double(), optimizer._y[item, slot].double())
             for slot in order
@@ -105,7 +105,7 @@ def test_unusable_pairs_are_left_out_of_the_direction():
         loss = quadratic(variable, centre, curvature)
         (gradient,) = torch.autograd.grad(loss.sum(), variable)
         optimizer.update(gradient, loss.detach())
-    order = optimizer._chronological[optimizer._next_slot].tolist()
+    order = optimizer._chronological[int(optimizer._slot)].tolist()
     dropped = order[1]
     optimizer._usable[0, dropped] = False  # as a restart or a failed curvature check would
     g = torch.randn(x.shape, generator=torch.Generator().manual_seed(2))

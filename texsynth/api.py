@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,7 +27,7 @@ from .io import image_size, load_image, save_image, writable_problem
 from .optimize import Objective, Progress, optimize
 from .colour import COLOUR_CONTROLS, KeepStyleColours
 from .initial import StartInputs, mean_colour, starting_image
-from .recipe import Precision, Recipe
+from .recipe import Optimizer, Precision, Recipe, StyleLoss
 from .scales import auto_scale_count, plan_scales, upsample
 
 ProgressCallback = Callable[[Progress], None]
@@ -234,6 +235,7 @@ def synthesize(
             optimizer=recipe.optimizer,
             learning_rate=recipe.effective_learning_rate,
             on_step=_finishing(_over_pyramid(on_step, done, recipe.steps, index, len(plan)), stage.colour.finish),
+            cuda_graph=use_cuda_graph(recipe, device),
         )
         image, done, seconds = result.image, done + result.steps, seconds + result.seconds
         if result.interrupted:
@@ -253,6 +255,21 @@ def synthesize(
         seconds=seconds,
         device=str(device),
         seeds=seeds,
+    )
+
+
+def use_cuda_graph(recipe: Recipe, device: torch.device) -> bool:
+    """Whether the loop may replay its step as a CUDA graph (see :func:`texsynth.optimize.optimize`).
+
+    Only for L-BFGS with the Gram loss: the sliced-Wasserstein loss draws new
+    projections every step, which a replayed graph would freeze. Setting
+    TEXSYNTH_CUDA_GRAPHS=0 turns it off.
+    """
+    return (
+        device.type == "cuda"
+        and recipe.optimizer is Optimizer.LBFGS
+        and recipe.effective_style_loss is StyleLoss.GRAM
+        and os.environ.get("TEXSYNTH_CUDA_GRAPHS", "1") != "0"
     )
 
 

@@ -82,8 +82,13 @@ class BatchedLBFGS:
         self._gamma = torch.ones(batch, device=variable.device, dtype=small)
         slots = torch.arange(history, device=variable.device)
         self._chronological = torch.stack([(slots + k) % history for k in range(history)])
-        self._previous: tuple[Tensor, Tensor, Tensor] | None = None  # x, gradient, loss
-        self._next_slot = 0
+        # The next slot to write lives on the device and all state is updated in place,
+        # so a step can be captured once in a CUDA graph and replayed.
+        self._slot = torch.zeros(1, device=variable.device, dtype=torch.long)
+        self._x_before = torch.zeros_like(variable)
+        self._gradient_before = torch.zeros_like(variable)
+        self._loss_before = torch.zeros(batch, device=variable.device, dtype=variable.dtype)
+        self._started = False
 
     @torch.no_grad()
     def update(self, gradient: Tensor, loss: Tensor) -> None:
@@ -93,49 +98,51 @@ class BatchedLBFGS:
         # their gradient in would bend every later step towards a wall (the naive
         # projection missed interior minima by ~0.05 on a test quadratic).
         free = ~(((x <= 0) & (gradient > 0)) | ((x >= 1) & (gradient < 0)))
-        if self._previous is None:
+        if not self._started:
             # First step: a gradient step of a fixed size in pixel units. torch's rule
             # (at most 1 in L1) barely moves a faint-noise start, whose Grams sit on a
             # plateau near zero: L-BFGS then crawled for 15-60 steps before taking off.
             flat = gradient.reshape(gradient.shape[0], -1)
             rms = (_products(flat[:, None], flat[:, :, None]).flatten() / flat.shape[1]).sqrt().clamp_min(1e-12)
             direction = -gradient * _per_item(FIRST_STEP_RMS / rms, gradient)
+            self._started = True
         else:
             self._remember(x, gradient, loss, free)
             direction = self._direction(gradient * free)
-        self._previous = (x.detach().clone(), gradient.detach().clone(), loss.detach().clone())
+        self._x_before.copy_(x)
+        self._gradient_before.copy_(gradient)
+        self._loss_before.copy_(loss)
         x.add_(direction * free, alpha=self.learning_rate).clamp_(0, 1)
 
     def _remember(self, x: Tensor, gradient: Tensor, loss: Tensor, free: Tensor) -> None:
-        x_before, gradient_before, loss_before = self._previous  # type: ignore[misc]
         batch = x.shape[0]
         # Curvature is learned on the free pixels only, so pinned ones add nothing false.
-        s = ((x - x_before) * free).reshape(batch, -1)
-        y = ((gradient - gradient_before) * free).reshape(batch, -1)
-        slot = self._next_slot
-        self._next_slot = (slot + 1) % self.history
-        self._s[:, slot] = s
-        self._y[:, slot] = y
+        s = ((x - self._x_before) * free).reshape(batch, -1)
+        y = ((gradient - self._gradient_before) * free).reshape(batch, -1)
+        slot = self._slot
+        self._s.index_copy_(1, slot, s[:, None])
+        self._y.index_copy_(1, slot, y[:, None])
         # The new pair's row and column of sᵢ·yⱼ and yᵢ·yⱼ: two passes over the history.
         s_dot_y = _products(self._s, y[:, :, None])[..., 0].to(self._sy.dtype)  # sᵢ·y_new, (B, m)
         y_dots = _products(self._y, torch.stack([s, y], dim=2)).to(self._sy.dtype)  # yᵢ·s_new, yᵢ·y_new
-        self._sy[:, :, slot] = s_dot_y
-        self._sy[:, slot, :] = y_dots[..., 0]
-        self._yy[:, :, slot] = y_dots[..., 1]
-        self._yy[:, slot, :] = y_dots[..., 1]
-        sy, yy = s_dot_y[:, slot], y_dots[:, slot, 1]
+        self._sy.index_copy_(2, slot, s_dot_y[:, :, None])
+        self._sy.index_copy_(1, slot, y_dots[:, None, :, 0])
+        self._yy.index_copy_(2, slot, y_dots[:, :, 1:])
+        self._yy.index_copy_(1, slot, y_dots[:, None, :, 1])
+        sy, yy = s_dot_y.index_select(1, slot)[:, 0], y_dots[..., 1].index_select(1, slot)[:, 0]
         useful = sy > _MIN_CURVATURE
-        self._usable[:, slot] = useful
-        self._gamma = torch.where(useful, sy / yy.clamp_min(1e-30), self._gamma)
+        self._usable.index_copy_(1, slot, useful[:, None])
+        self._gamma.copy_(torch.where(useful, sy / yy.clamp_min(1e-30), self._gamma))
         # A large rise means the quadratic model misled this item: forget its history.
-        rose = loss > RESTART_RISE * loss_before
+        rose = loss > RESTART_RISE * self._loss_before
         self._usable &= ~rose[:, None]
+        self._slot.add_(1).remainder_(self.history)
 
     def _direction(self, gradient: Tensor) -> Tensor:
         """-H·g from the compact representation, per batch item."""
         batch = gradient.shape[0]
         g = gradient.reshape(batch, -1)
-        order = self._chronological[self._next_slot]  # slots, oldest pair first
+        order = self._chronological.index_select(0, self._slot)[0]  # slots, oldest pair first
         usable = self._usable[:, order].to(self._sy.dtype)  # (B, m)
         both = usable[:, :, None] * usable[:, None, :]
         sy = self._sy[:, order][:, :, order] * both
