@@ -37,7 +37,7 @@ from texsynth.api import compile_at, make_extractor, objective, output_size, sty
 from texsynth.io import load_image, save_image
 from texsynth.metrics import Measure
 from texsynth.lbfgs import BatchedLBFGS
-from texsynth.optimize import evaluate
+from texsynth.optimize import EAGER_STEPS, capture_step, evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES = ROOT / "recipes" / "images"
@@ -97,21 +97,14 @@ def optimizer_step(recipe: texsynth.Recipe, device: torch.device, *, batch: int 
 
 
 def captured(step: Callable[[], None]) -> Callable[[], None]:
-    """``step`` recorded once in a CUDA graph and replayed: what launch overhead costs.
-
-    Timing only: the L-BFGS ring-buffer slot is a Python number, so every replay
-    writes the slot that was current at capture. The kernels are the same.
-    """
+    """``step`` recorded once in a CUDA graph and replayed, as texsynth's loop does: what launch overhead costs."""
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):  # warm up (cuDNN autotuning, the optimizer's first step) off the capture
-        for _ in range(3):
+        for _ in range(EAGER_STEPS):
             step()
     torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        step()
-    return graph.replay
+    return capture_step(step)
 
 
 #: (label, precision, TF32 for matmuls, TF32 for convolutions, torch.compile, optimizer update, CUDA graph)

@@ -97,9 +97,10 @@ def make_extractor(recipe: Recipe, device: torch.device) -> VGGFeatures:
 
     CUDA: channels_last, bf16 convolutions (unless ``precision: fp32``), TF32
     convolutions under ``fp32`` and cuDNN autotuning. Matrix products stay in
-    full fp32: they are the Gram matrices and the optimizer's inner products,
-    where TF32's 10-bit mantissa would show (and it bought nothing measurable:
-    17.7 ms a step with TF32 against 14.9 without, H100, 512 px).
+    full fp32: they are the Gram matrices and the optimizer's inner products
+    (sᵢ·yⱼ spans many orders of magnitude), where TF32's 10-bit mantissa would
+    show. With bf16 convolutions TF32 has little left to speed up (README,
+    Performance: engine settings).
     """
     cuda = device.type == "cuda"
     bf16 = recipe.precision is Precision.BF16 or (recipe.precision is Precision.AUTO and cuda)
@@ -216,6 +217,7 @@ def synthesize(
     count = auto_scale_count(max(width, height)) if recipe.scales == "auto" else recipe.scales
     plan = plan_scales(width, height, recipe.steps, count, min_side=recipe.min_side, multiple=recipe.tile_multiple)
     padding = "circular" if recipe.tileable else "zeros"
+    cuda_graph = use_cuda_graph(recipe, device)
 
     image: Tensor | None = None
     done, seconds = 0, 0.0
@@ -235,7 +237,7 @@ def synthesize(
             optimizer=recipe.optimizer,
             learning_rate=recipe.effective_learning_rate,
             on_step=_finishing(_over_pyramid(on_step, done, recipe.steps, index, len(plan)), stage.colour.finish),
-            cuda_graph=use_cuda_graph(recipe, device),
+            cuda_graph=cuda_graph,
         )
         image, done, seconds = result.image, done + result.steps, seconds + result.seconds
         if result.interrupted:

@@ -166,12 +166,17 @@ def style_loss_at(
             target = gram_matrix(features)[0]
             terms.append(Weighted(share, GramLoss(target) if mask is None else MaskedGramLoss(target, mask)))
         return Sum(terms)
-    sliced = SlicedWassersteinLoss(style[layer], weights, seed=_layer_seed(recipe.seed, layer))
-    gram = GramLoss(blend_grams({layer: style[layer]}, weights)[layer])
+
+    def gram() -> nn.Module:
+        return GramLoss(blend_grams({layer: style[layer]}, weights)[layer])
+
+    def sliced() -> nn.Module:
+        return SlicedWassersteinLoss(style[layer], weights, seed=_layer_seed(recipe.seed, layer))
+
     return {
-        StyleLoss.GRAM: lambda: gram,
-        StyleLoss.SLICED: lambda: sliced,
-        StyleLoss.BOTH: lambda: Sum([gram, sliced]),
+        StyleLoss.GRAM: gram,
+        StyleLoss.SLICED: sliced,
+        StyleLoss.BOTH: lambda: Sum([gram(), sliced()]),
     }[recipe.effective_style_loss]()
 
 

@@ -12,7 +12,7 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import torch
 from torch import Tensor
@@ -21,6 +21,7 @@ from .lbfgs import BatchedLBFGS
 from .recipe import DEFAULT_LEARNING_RATES, Optimizer
 
 Objective = Callable[[Tensor], Mapping[str, Tensor]]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -108,15 +109,19 @@ class _Best:
                 self.losses[name] = value.detach().clone()
 
 
-def _captured(step: Callable[[], dict[str, Tensor]], device: torch.device) -> Callable[[], dict[str, Tensor]]:
-    """``step`` recorded once in a CUDA graph (nothing runs while recording); calling the result replays it."""
+def capture_step(step: Callable[[], T]) -> Callable[[], T]:
+    """``step`` recorded once in a CUDA graph (nothing runs while recording); calling the result replays it.
+
+    Warm ``step`` up first, on a side stream, as CUDA graph capture asks. The
+    replay returns what the recording returned: tensors each replay overwrites.
+    """
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        losses = step()  # tensors the replays overwrite in place
+        result = step()
 
-    def replay() -> dict[str, Tensor]:
+    def replay() -> T:
         graph.replay()
-        return losses
+        return result
 
     return replay
 
@@ -185,7 +190,7 @@ def optimize(
                 torch.cuda.current_stream(variable.device).wait_stream(side)
             else:
                 if capture and step == EAGER_STEPS + 1:
-                    step_once = _captured(one_step, variable.device)
+                    step_once = capture_step(one_step)
                 losses = step_once()
             done = step
             if on_step is not None:
