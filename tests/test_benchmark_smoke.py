@@ -70,3 +70,8 @@ def test_the_engine_tiles_and_quality_scripts_run_their_smallest_settings(tmp_pa
         "sliced_wasserstein", "--out", str(tmp_path),
     )
     assert "sliced_wasserstein: SW distance vs gram's" in quality
+
+
+def test_the_loss_kernel_script_runs_its_smallest_setting():
+    out = run_script("losses.py", "--size", "32", "--rounds", "1", "--steps", "1")
+    assert "with torch.sort" in out and "Gram product and its gradient" in out

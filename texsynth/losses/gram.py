@@ -17,12 +17,35 @@ from torch.nn import functional as F
 from ._checks import relative_error, require_4d
 
 
+class _SelfProducts(torch.autograd.Function):
+    """F·Fᵀ for F (B, C, N), differentiated in one product: dF = (dG + dGᵀ)·F.
+
+    Autograd's rule for a generic product differentiates each factor on its
+    own, two (C, C)·(C, N) products that both give the same half of the
+    answer; on two CPU cores that was 30 ms of a 256 px step.
+    """
+
+    @staticmethod
+    def forward(ctx, flat: Tensor) -> Tensor:
+        ctx.save_for_backward(flat)
+        return torch.bmm(flat, flat.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        (flat,) = ctx.saved_tensors
+        return torch.bmm(grad + grad.transpose(1, 2), flat)
+
+
+def _self_products(flat: Tensor) -> Tensor:
+    return _SelfProducts.apply(flat)
+
+
 def gram_matrix(features: Tensor) -> Tensor:
     """Channel correlations of ``features`` (B, C, H, W) -> (B, C, C), divided by H·W."""
     require_4d("features", features)
     batch, channels, height, width = features.shape
     flat = features.reshape(batch, channels, height * width)  # (B, C, H*W)
-    return torch.bmm(flat, flat.transpose(1, 2)) / (height * width)  # (B, C, C)
+    return _self_products(flat) / (height * width)  # (B, C, C)
 
 
 def gram_loss(gram: Tensor, target: Tensor) -> Tensor:
@@ -45,7 +68,7 @@ def masked_gram_matrix(features: Tensor, mask: Tensor) -> Tensor:
     mask = F.adaptive_avg_pool2d(mask, (height, width))  # (1, 1, H, W): each feature's share of its cell
     flat = (features * mask).reshape(batch, channels, height * width)
     weight = mask.square().sum().clamp_min(1e-8)
-    return torch.bmm(flat, flat.transpose(1, 2)) / weight  # (B, C, C)
+    return _self_products(flat) / weight  # (B, C, C)
 
 
 class MaskedGramLoss(nn.Module):

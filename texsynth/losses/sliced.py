@@ -43,6 +43,7 @@ import torch
 from torch import Tensor, nn
 
 from ._checks import require_4d
+from .sorting import argsort, sort_values, sort_with_gradient
 
 #: Target positions kept per style image. Sorting a target's projections costs
 #: as much as the generated image's, every step; a 1024 px style image has a
@@ -118,7 +119,11 @@ def target_quantiles(
         pieces.append(values.repeat(1, copies) if copies > 1 else values)
         masses.append(share / (positions * copies))
     values = torch.cat(pieces, dim=1) if len(pieces) > 1 else pieces[0]  # (P, L)
-    ordered, order = values.sort(dim=1)  # (P, L)
+    if len(pieces) == 1:
+        ordered = sort_values(values)  # (P, L)
+    else:
+        order = argsort(values)  # (P, L): which pooled value, hence which style's mass, comes when
+        ordered = values.gather(1, order)
     # Where each value's mass lies in [0, 1], in float64: bins are 1/N wide, and
     # in float32 a level near 1 is only known to 2⁻²⁴, a few % of a bin at N = 2¹⁸.
     # (MPS has no float64; there it is float32, with that error.)
@@ -173,7 +178,7 @@ def sliced_wasserstein_loss(
 
     batch, channels, height, width = features.shape
     projected = projections.t() @ features.reshape(batch, channels, height * width)  # (B, P, N)
-    generated = projected.sort(dim=-1).values  # (B, P, N)
+    generated = sort_with_gradient(projected)  # (B, P, N)
     quantiles = target_quantiles(target_list, shares, projections.to(generated.dtype), height * width)  # (P, N)
     # E over unit directions d of (dᵀx)² is ‖x‖²/C: the expected mean squared projection.
     energy = sum(share * target.pow(2).sum(dim=0).mean() for share, target in zip(shares, target_list)) / channels
