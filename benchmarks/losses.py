@@ -14,7 +14,11 @@
     ``style_loss: auto`` = Gram + sliced Wasserstein) at ``--size``, with the
     loss internals as texsynth has them and with each change undone:
     ``torch.sort`` instead of texsynth's sorting, and autograd's two-product
-    Gram backward instead of texsynth's one-product one.
+    Gram backward instead of texsynth's one-product one. Then a 50/50 blend
+    (Starry Night and The Scream) with the sliced-Wasserstein target drawn as
+    an equal-mass sample of the mixture each step, as texsynth does, and with
+    the exact mixture (every style position weighing its share: the pooled
+    values need an arg-sort and a weighted cumulative sum).
 
 The variants run interleaved, ``--rounds`` times ``--steps`` steps each, and
 each prints its median, so a noisy machine slows all of them alike. There are
@@ -65,6 +69,27 @@ def autograd_gram() -> Iterator[None]:
         yield
     finally:
         gram._self_products = saved
+
+
+@contextlib.contextmanager
+def exact_blend() -> Iterator[None]:
+    """Blends matched against the exact mixture instead of a sample of it."""
+    saved = sliced.SlicedWassersteinLoss.forward
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(features.device.type, enabled=False):
+            features = features.float()
+            generator = self._generator_on(features.device)
+            projections = sliced.random_projections(self.channels, self.count, generator=generator,
+                                                    device=features.device)
+            return sliced.sliced_wasserstein_loss(features, self.targets, projections, self.shares,
+                                                  energy=self.energy)
+
+    sliced.SlicedWassersteinLoss.forward = forward
+    try:
+        yield
+    finally:
+        sliced.SlicedWassersteinLoss.forward = saved
 
 
 def milliseconds(run: Callable[[], None], device: torch.device) -> float:
@@ -141,11 +166,10 @@ def gram_part(args, device: torch.device) -> None:
 
 
 def step_part(args, device: torch.device) -> None:
-    recipe = texsynth.parse_recipe(
-        {"size": args.size, "scales": 1, "tileable": True, "styles": [{"image": str(IMAGES / "brick.jpg")}]}
-    )
+    def texture(**fields) -> texsynth.Recipe:
+        return texsynth.parse_recipe({"size": args.size, "scales": 1, **fields})
 
-    def step_with(*contexts: Callable[[], contextlib.AbstractContextManager]) -> Callable[[], None]:
+    def step_with(recipe: texsynth.Recipe, *contexts: Callable[[], contextlib.AbstractContextManager]):
         step = optimizer_step(recipe, device)
 
         def run() -> None:
@@ -155,16 +179,24 @@ def step_part(args, device: torch.device) -> None:
                 step()
         return run
 
+    brick = texture(tileable=True, styles=[{"image": str(IMAGES / "brick.jpg")}])
+    blend = texture(styles=[{"image": str(IMAGES / name)} for name in ("starry_night.jpg", "the_scream.jpg")])
     variants = {
-        "texsynth": step_with(),
-        "  with torch.sort": step_with(torch_sort),
-        "  with autograd's Gram backward": step_with(autograd_gram),
-        "  with both (before)": step_with(torch_sort, autograd_gram),
+        "texsynth": step_with(brick),
+        "  with torch.sort": step_with(brick, torch_sort),
+        "  with autograd's Gram backward": step_with(brick, autograd_gram),
+        "  with both (before)": step_with(brick, torch_sort, autograd_gram),
+        "blend, texsynth": step_with(blend),
+        "  matched to the exact mixture": step_with(blend, exact_blend),
     }
     result = interleaved(variants, device, args.rounds, args.steps)
-    print(f"\n(b) ms per optimizer step, default texture (brick, tileable, style_loss auto), {args.size} px")
+    print(f"\n(b) ms per optimizer step, style_loss auto (Gram + sliced Wasserstein), {args.size} px")
+    print("    brick, tileable:")
     for label, value in result.items():
-        print(f"    {label:<34}{value:>9.1f} ms   {value / result['texsynth']:>5.2f}x texsynth's time")
+        if label.startswith("blend"):
+            print("    Starry Night + The Scream, 50/50:")
+        reference = result["blend, texsynth" if "blend" in label or "mixture" in label else "texsynth"]
+        print(f"    {label:<34}{value:>9.1f} ms   {value / reference:>5.2f}x texsynth's time")
 
 
 def main() -> None:

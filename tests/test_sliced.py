@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from texsynth.losses import SlicedWassersteinLoss, random_projections, sliced_wasserstein_loss
+from texsynth.losses.sliced import apportion, target_quantiles
 
 
 def directions(channels: int, count: int | None = None, seed: int = 0, dtype=torch.float32) -> torch.Tensor:
@@ -115,6 +116,66 @@ def test_a_blend_target_sits_between_its_styles():
     assert blend < sliced_wasserstein_loss(mixture, high, projections).item() / 10
 
 
+def brute_force_quantiles(atoms: torch.Tensor, count: int) -> torch.Tensor:
+    """Bin means of equal-mass ``atoms`` (P, A): each atom repeated ``count`` times, bins of A in a row."""
+    ordered = atoms.sort(dim=1).values.double().repeat_interleave(count, dim=1)
+    return ordered.view(atoms.shape[0], count, atoms.shape[1]).mean(dim=2)
+
+
+@pytest.mark.parametrize("positions, count", [(7, 25), (25, 25), (40, 25), (1, 5), (24, 25)])
+def test_target_quantiles_of_one_style_are_its_quantile_function_averaged_over_bins(positions, count):
+    generator = torch.Generator().manual_seed(positions)
+    target, projections = torch.randn(3, positions, generator=generator), directions(3, 5)
+    expected = brute_force_quantiles(projections.t() @ target, count)
+    assert torch.allclose(target_quantiles([target], [1.0], projections, count).double(), expected, atol=1e-5)
+
+
+def test_target_quantiles_of_a_blend_weigh_each_style_by_its_share():
+    # Shares 0.5/0.5 over 3 and 5 positions: masses 1/6 and 1/10, i.e. 5 and 3 of 30 equal atoms.
+    generator = torch.Generator().manual_seed(0)
+    first, second = torch.randn(3, 3, generator=generator), torch.randn(3, 5, generator=generator) + 1
+    projections = directions(3, 4)
+    atoms = torch.cat([(projections.t() @ first).repeat(1, 5), (projections.t() @ second).repeat(1, 3)], dim=1)
+    quantiles = target_quantiles([first, second], [0.5, 0.5], projections, 7)
+    assert torch.allclose(quantiles.double(), brute_force_quantiles(atoms, 7), atol=1e-5)
+
+
+def test_shares_are_apportioned_in_whole_positions():
+    assert apportion([0.5, 0.5], 25) in ([13, 12], [12, 13])
+    assert apportion([0.3, 0.7], 10) == [3, 7]
+    assert apportion([1e-6, 1 - 1e-6], 16) == [0, 16]
+    assert sum(apportion([0.2, 0.45, 0.35], 1001)) == 1001
+
+
+def test_the_module_draws_a_blend_as_a_sample_of_the_mixture():
+    # As above, through the module: its targets are a fresh equal-mass sample each call.
+    torch.manual_seed(8)
+    low, high = torch.randn(3, 100), torch.randn(3, 100) + 4
+    mixture = torch.cat([low[:, :50], high[:, :50]], dim=1).view(1, 3, 10, 10)
+    blend = SlicedWassersteinLoss([low, high], [0.5, 0.5], projections=16, seed=1)
+    values = torch.stack([blend(mixture) for _ in range(20)])
+    assert values.max() < 0.1
+    assert values.mean() < SlicedWassersteinLoss(low, projections=16)(mixture) / 10
+    assert values.mean() < SlicedWassersteinLoss(high, projections=16)(mixture) / 10
+    # Exact shares, through the function, agree with the sample on average.
+    exact = torch.stack(
+        [sliced_wasserstein_loss(mixture, [low, high], directions(3, 16, seed=s), [0.5, 0.5]) for s in range(20)]
+    )
+    assert values.mean().item() == pytest.approx(exact.mean().item(), abs=0.02)
+    # A 30/70 blend draws 30 of 100 positions from the first style.
+    skewed = SlicedWassersteinLoss([low, high], [0.3, 0.7], projections=16, seed=1)
+    assert skewed._mixture_sample([(30, low), (70, high)], torch.Generator().manual_seed(0)).shape == (3, 100)
+    again = SlicedWassersteinLoss([low, high], [0.5, 0.5], projections=16, seed=1)
+    assert torch.equal(torch.stack([again(mixture) for _ in range(20)]), values)
+
+
+def test_a_blend_style_with_too_few_positions_gives_each_equally_often():
+    small, large = torch.arange(3.0).view(1, 3), torch.zeros(1, 50)
+    sample = SlicedWassersteinLoss._mixture_sample([(7, small), (5, large)], torch.Generator().manual_seed(0))
+    counts = torch.bincount(sample[0, :7].long(), minlength=3)
+    assert sorted(counts.tolist()) == [2, 2, 3] and sample.shape == (1, 12)
+
+
 def test_batch_items_are_independent():
     torch.manual_seed(9)
     features = torch.randn(3, 4, 5, 5, requires_grad=True)
@@ -145,7 +206,7 @@ def test_targets_are_buffers_subsampled_to_the_cap():
     style = torch.randn(1, 4, 40, 40)
     module = SlicedWassersteinLoss([style, style[..., :10, :10]], [2, 1], max_positions=500)
     assert [t.shape for t in module.targets] == [(4, 500), (4, 100)]
-    assert set(dict(module.named_buffers())) == {"target_0", "target_1"}
+    assert set(dict(module.named_buffers())) == {"target_0", "target_1", "energy"}
     assert "channels=4, positions=[500, 100], projections=4" in repr(module)
     # A random subset keeps the distribution: the full image scores near zero against it.
     assert SlicedWassersteinLoss(style, max_positions=500)(style).item() < 0.01
