@@ -1,6 +1,6 @@
 """Tiles per second: one tile at a time vs the batched path, measured side by side in one run.
 
-    python benchmarks/tiles.py --device cpu            # about 15 minutes on 2 cores (4 with --style-loss gram)
+    python benchmarks/tiles.py --device cpu            # about 12 minutes on 2 cores (fewer with --style-loss gram)
     python benchmarks/tiles.py --device cuda --batch 16
 
 Both sides make the same tiles (same recipe, size, steps and seeds) through

@@ -31,9 +31,10 @@ Where the code departs from the paper:
   Wasserstein barycenter, a texture in between rather than one with both.)
   The module draws the mixture as a sample instead, every step: N target
   positions, round(w_k·N) of them from style k, all of equal mass, so the
-  pooled values need only sorting (a two-style blend's step on two CPU cores
-  went from 1.8 to 1.2 s). The image has N positions, so its own distribution
-  cannot hold a share more finely than 1/N anyway.
+  pooled values need only sorting, where the exact mixture needs an arg-sort
+  and weighted cumulative sums (2.4× the time of a whole two-style blend step
+  on two CPU cores, ``benchmarks/losses.py``). The image has N positions, so
+  its own distribution cannot hold a share more finely than 1/N anyway.
 - **Projections** are C independent Gaussian directions scaled to unit norm,
   as in the paper's code, drawn per call from a generator the module owns, so
   a run is reproducible and all batch items see the same directions.
