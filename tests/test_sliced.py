@@ -145,6 +145,7 @@ def test_shares_are_apportioned_in_whole_positions():
     assert apportion([0.3, 0.7], 10) == [3, 7]
     assert apportion([1e-6, 1 - 1e-6], 16) == [0, 16]
     assert sum(apportion([0.2, 0.45, 0.35], 1001)) == 1001
+    assert sorted(apportion([1 / 3, 1 / 3, 1 / 3], 10)) == [3, 3, 4]
 
 
 def test_the_module_draws_a_blend_as_a_sample_of_the_mixture():

@@ -230,7 +230,7 @@ def apportion(shares: Sequence[float], total: int) -> list[int]:
     exact = [share * total for share in shares]
     counts = [math.floor(value) for value in exact]
     by_remainder = sorted(range(len(shares)), key=lambda i: counts[i] - exact[i])  # largest remainder first
-    for index in by_remainder[: total - sum(counts)]:
+    for index in by_remainder[: max(0, total - sum(counts))]:
         counts[index] += 1
     return counts
 
