@@ -11,7 +11,7 @@ SIMD sorts (x86-simd-sort on x86, Highway on Arm) do the same work 3-10× faster
   64-bit keys whose high word is the float's bits made order-preserving and
   whose low word is the position. That is a stable sort, so ties (ReLU zeros
   project to exact zeros) break by position, as ``torch.sort(stable=True)``
-  breaks them, on any machine.
+  breaks them, on any machine (one difference: −0.0 sorts before 0.0).
 
 Rows are split across ``torch.get_num_threads()`` threads (NumPy releases the
 GIL while sorting). Other devices, dtypes and tiny inputs use ``torch.sort``.
