@@ -33,8 +33,9 @@ import datetime
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
+from unittest import mock
 
 import torch
 
@@ -47,49 +48,26 @@ from engine import IMAGES, optimizer_step, synchronize  # noqa: E402  (benchmark
 LAYERS = {"relu1_1": 64, "relu2_1": 128, "relu3_1": 256, "relu4_1": 512, "relu5_1": 512}
 
 
-@contextlib.contextmanager
-def torch_sort() -> Iterator[None]:
+def torch_sort() -> contextlib.AbstractContextManager:
     """The sliced-Wasserstein loss sorting with torch.sort, as before texsynth.losses.sorting."""
-    saved = sliced.sort_values, sliced.argsort, sliced.sort_with_gradient
-    sliced.sort_values = lambda values: values.sort(dim=-1).values
-    sliced.argsort = lambda values: values.sort(dim=-1, stable=True).indices
-    sliced.sort_with_gradient = lambda values: values.sort(dim=-1).values
-    try:
-        yield
-    finally:
-        sliced.sort_values, sliced.argsort, sliced.sort_with_gradient = saved
+    return mock.patch.multiple(
+        sliced,
+        sort_values=lambda values: values.sort(dim=-1).values,
+        argsort=lambda values: values.sort(dim=-1, stable=True).indices,
+        sort_with_gradient=lambda values: values.sort(dim=-1).values,
+    )
 
 
-@contextlib.contextmanager
-def autograd_gram() -> Iterator[None]:
+def autograd_gram() -> contextlib.AbstractContextManager:
     """Gram matrices differentiated by autograd's generic product rule (two products)."""
-    saved = gram._self_products
-    gram._self_products = lambda flat: torch.bmm(flat, flat.transpose(1, 2))
-    try:
-        yield
-    finally:
-        gram._self_products = saved
+    return mock.patch.object(gram, "_self_products", lambda flat: torch.bmm(flat, flat.transpose(1, 2)))
 
 
-@contextlib.contextmanager
-def exact_blend() -> Iterator[None]:
-    """Blends matched against the exact mixture instead of a sample of it."""
-    saved = sliced.SlicedWassersteinLoss.forward
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(features.device.type, enabled=False):
-            features = features.float()
-            generator = self._generator_on(features.device)
-            projections = sliced.random_projections(self.channels, self.count, generator=generator,
-                                                    device=features.device)
-            return sliced.sliced_wasserstein_loss(features, self.targets, projections, self.shares,
-                                                  energy=self.energy)
-
-    sliced.SlicedWassersteinLoss.forward = forward
-    try:
-        yield
-    finally:
-        sliced.SlicedWassersteinLoss.forward = saved
+def exact_blend() -> contextlib.AbstractContextManager:
+    """Blends matched against the exact mixture (every style position at its share) instead of a sample."""
+    return mock.patch.object(
+        sliced.SlicedWassersteinLoss, "_match_targets", lambda self, count, generator: (self.targets, self.shares)
+    )
 
 
 def milliseconds(run: Callable[[], None], device: torch.device) -> float:

@@ -125,8 +125,6 @@ def target_quantiles(
     projected = [projections.t() @ target for target in targets]  # (P, M_k) each
     if len(projected) == 1:
         ordered = sort_values(projected[0])  # (P, M)
-        if ordered.shape[1] == count:
-            return ordered
         masses = None  # each value weighs 1/M
     else:
         values = torch.cat(projected, dim=1)  # (P, L)
@@ -149,7 +147,9 @@ def _bin_means(ordered: Tensor, masses: Tensor | None, count: int) -> Tensor:
     """
     exact = torch.float32 if ordered.device.type == "mps" else torch.float64
     rows, length = ordered.shape
-    if masses is None and length <= count:
+    if masses is None and length == count:
+        return ordered  # one value per bin
+    if masses is None and length < count:
         # Each bin is no wider than a value's levels, so it spans one value or two
         # neighbours, at fixed places: a weighted mean of two gathered columns.
         bins = torch.arange(count, device=ordered.device)
@@ -333,12 +333,19 @@ class SlicedWassersteinLoss(nn.Module):
             features = features.float()
             generator = self._generator_on(features.device)
             projections = random_projections(self.channels, self.count, generator=generator, device=features.device)
-            counts = apportion(self.shares, features.shape[-2] * features.shape[-1])
-            drawn = [(count, target) for count, target in zip(counts, self.targets) if count > 0]
-            if len(drawn) == 1:  # one style, or the others' shares round to nothing at this size
-                return sliced_wasserstein_loss(features, drawn[0][1], projections, energy=self.energy)
-            return sliced_wasserstein_loss(features, self._mixture_sample(drawn, generator), projections,
-                                           energy=self.energy)
+            targets, shares = self._match_targets(features.shape[-2] * features.shape[-1], generator)
+            return sliced_wasserstein_loss(features, targets, projections, shares, energy=self.energy)
+
+    def _match_targets(self, count: int, generator: torch.Generator) -> tuple[list[Tensor], list[float] | None]:
+        """What an image of ``count`` positions is matched against: targets (C, M_k) and their shares.
+
+        One style: its positions. A blend: one equal-mass sample of the mixture.
+        """
+        counts = apportion(self.shares, count)
+        drawn = [(share_count, target) for share_count, target in zip(counts, self.targets) if share_count > 0]
+        if len(drawn) == 1:  # one style, or the others' shares round to nothing at this size
+            return [drawn[0][1]], None
+        return [self._mixture_sample(drawn, generator)], None
 
     @staticmethod
     def _mixture_sample(drawn: Sequence[tuple[int, Tensor]], generator: torch.Generator) -> Tensor:
