@@ -33,11 +33,12 @@ from pathlib import Path
 import torch
 
 import texsynth
-from texsynth.api import compile_at, make_extractor, objective, output_size, style_image_size
+from texsynth.api import output_size
 from texsynth.io import load_image, save_image
-from texsynth.metrics import Measure
 from texsynth.lbfgs import BatchedLBFGS
+from texsynth.metrics import Measure
 from texsynth.optimize import EAGER_STEPS, capture_step, evaluate
+from texsynth.targets import compile_at, make_extractor, objective, style_image_size
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES = ROOT / "recipes" / "images"
@@ -45,9 +46,13 @@ IMAGES = ROOT / "recipes" / "images"
 
 def transfer_recipe(size: int, precision: str) -> texsynth.Recipe:
     return texsynth.parse_recipe(
-        {"size": size, "scales": 1, "precision": precision,
-         "styles": [{"image": str(IMAGES / "starry_night.jpg")}],
-         "content": {"image": str(IMAGES / "chelsea.jpg")}}
+        {
+            "size": size,
+            "scales": 1,
+            "precision": precision,
+            "styles": [{"image": str(IMAGES / "starry_night.jpg")}],
+            "content": {"image": str(IMAGES / "chelsea.jpg")},
+        }
     )
 
 
@@ -73,8 +78,15 @@ def step_milliseconds(step: Callable[[], None], device: torch.device, warmup: in
     return 1000 * statistics.median(times)
 
 
-def optimizer_step(recipe: texsynth.Recipe, device: torch.device, *, batch: int = 1,
-                   compiled: bool = False, update: bool = True, graphed: bool = False) -> Callable[[], None]:
+def optimizer_step(
+    recipe: texsynth.Recipe,
+    device: torch.device,
+    *,
+    batch: int = 1,
+    compiled: bool = False,
+    update: bool = True,
+    graphed: bool = False,
+) -> Callable[[], None]:
     """One evaluation + L-BFGS update of ``recipe``'s objective on a batch, as texsynth's loop does it."""
     width, height = output_size(recipe)
     extractor = make_extractor(recipe, device)
@@ -127,8 +139,9 @@ def engine_settings(args, device: torch.device) -> list[tuple[str, float]]:
         try:
             torch.backends.cuda.matmul.allow_tf32 = matmul_tf32
             torch.backends.cudnn.allow_tf32 = conv_tf32
-            step = optimizer_step(transfer_recipe(args.size, precision), device, compiled=compiled, update=update,
-                                  graphed=graphed)
+            step = optimizer_step(
+                transfer_recipe(args.size, precision), device, compiled=compiled, update=update, graphed=graphed
+            )
             torch.backends.cuda.matmul.allow_tf32 = matmul_tf32  # after make_extractor, which sets its own
             torch.backends.cudnn.allow_tf32 = conv_tf32
             rows.append((label, step_milliseconds(step, device, args.warmup * (4 if compiled else 1), args.repeats)))
@@ -146,7 +159,9 @@ def batched_tiles(args, device: torch.device) -> list[tuple[int, float]]:
     recipe = texsynth.parse_recipe({**recipe.to_dict(), "styles": [{"image": str(IMAGES / "brick.jpg")}]})
     for batch in args.batches:
         try:
-            milliseconds = step_milliseconds(optimizer_step(recipe, device, batch=batch), device, args.warmup, args.repeats)
+            milliseconds = step_milliseconds(
+                optimizer_step(recipe, device, batch=batch), device, args.warmup, args.repeats
+            )
             rows.append((batch, 1000 * batch / milliseconds))
         except torch.OutOfMemoryError:
             rows.append((batch, float("nan")))
@@ -169,7 +184,9 @@ def peak_memory(args, device: torch.device) -> list[tuple[int, float, float]]:
             peak = float("nan")
         seconds = time.perf_counter() - start
         rows.append((size, peak, seconds))
-        print(f"(c) {size} px: peak {peak:.0f} MiB, {peak / (size * size / 1e6):.0f} MiB/MP, {seconds:.1f} s", flush=True)
+        print(
+            f"(c) {size} px: peak {peak:.0f} MiB, {peak / (size * size / 1e6):.0f} MiB/MP, {seconds:.1f} s", flush=True
+        )
     return rows
 
 
@@ -219,14 +236,19 @@ def main() -> None:
         for label, milliseconds in settings:
             print(f"    {label:<34}{milliseconds:>8.2f} ms   {fastest_plain / milliseconds:>5.2f}x vs fp32")
     if tiles:
-        print(f"(b) {args.tile_size} px tileable brick tiles, style_loss {args.style_loss}, image-evaluations per second")
+        print(
+            f"(b) {args.tile_size} px tileable brick tiles, style_loss {args.style_loss}, image-evaluations per second"
+        )
         for batch, rate in tiles:
             print(f"    batch {batch:<28}{rate:>8.0f}   {rate / tiles[0][1]:>5.2f}x vs batch 1")
     if memory:
         print(f"(c) peak memory of a whole texture run ({args.memory_steps} steps, coarse-to-fine)")
         for size, peak, seconds in memory:
             megapixels = size * size / 1e6
-            print(f"    {size} px ({megapixels:.1f} MP){'':<16}{peak:>8.0f} MiB  {peak / megapixels:>6.0f} MiB/MP  {seconds:.1f} s")
+            print(
+                f"    {size} px ({megapixels:.1f} MP){'':<16}{peak:>8.0f} MiB  "
+                f"{peak / megapixels:>6.0f} MiB/MP  {seconds:.1f} s"
+            )
     if agreement:
         print(f"(d) bf16 vs fp32, Starry Night texture, {args.size} px, {args.agreement_steps} steps")
         for label, value in agreement.items():

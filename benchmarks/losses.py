@@ -41,9 +41,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import texsynth  # noqa: E402
+from engine import IMAGES, optimizer_step, synchronize  # noqa: E402  (benchmarks/engine.py)
 from texsynth.features import downsampling  # noqa: E402
 from texsynth.losses import gram, sliced, sorting  # noqa: E402
-from engine import IMAGES, optimizer_step, synchronize  # noqa: E402  (benchmarks/engine.py)
 
 LAYERS = {"relu1_1": 64, "relu2_1": 128, "relu3_1": 256, "relu4_1": 512, "relu5_1": 512}
 
@@ -78,7 +78,9 @@ def milliseconds(run: Callable[[], None], device: torch.device) -> float:
     return 1000 * (time.perf_counter() - start)
 
 
-def interleaved(variants: dict[str, Callable[[], None]], device: torch.device, rounds: int, repeats: int) -> dict[str, float]:
+def interleaved(
+    variants: dict[str, Callable[[], None]], device: torch.device, rounds: int, repeats: int
+) -> dict[str, float]:
     """Median ms of each variant, the variants taking turns round by round."""
     times: dict[str, list[float]] = {label: [] for label in variants}
     for run in variants.values():
@@ -91,8 +93,10 @@ def interleaved(variants: dict[str, Callable[[], None]], device: torch.device, r
 
 def sorting_part(args, device: torch.device) -> None:
     print(f"\n(a) sorting projections of a {args.size} px image, ms (median of {args.rounds} rounds)")
-    print(f"    {'layer':<9}{'shape':>14}{'values: torch':>16}{'texsynth':>10}{'ratio':>8}"
-          f"{'with gradient: torch':>23}{'texsynth':>10}{'ratio':>8}")
+    print(
+        f"    {'layer':<9}{'shape':>14}{'values: torch':>16}{'texsynth':>10}{'ratio':>8}"
+        f"{'with gradient: torch':>23}{'texsynth':>10}{'ratio':>8}"
+    )
     generator = torch.Generator().manual_seed(0)
     for layer, channels in LAYERS.items():
         side = max(1, args.size // 2 ** downsampling(layer))
@@ -104,6 +108,7 @@ def sorting_part(args, device: torch.device) -> None:
             def run() -> None:
                 leaf = values.clone().requires_grad_(True)
                 (sort(leaf) * weights).sum().backward()
+
             return run
 
         result = interleaved(
@@ -113,12 +118,17 @@ def sorting_part(args, device: torch.device) -> None:
                 "gradient torch": backward(lambda v: v.sort(dim=-1).values),
                 "gradient texsynth": backward(sorting.sort_with_gradient),
             },
-            device, args.rounds, 3,
+            device,
+            args.rounds,
+            3,
         )
-        print(f"    {layer:<9}{f'{channels}x{side * side}':>14}{result['values torch']:>16.1f}"
-              f"{result['values texsynth']:>10.1f}{result['values torch'] / result['values texsynth']:>7.2f}x"
-              f"{result['gradient torch']:>23.1f}{result['gradient texsynth']:>10.1f}"
-              f"{result['gradient torch'] / result['gradient texsynth']:>7.2f}x", flush=True)
+        print(
+            f"    {layer:<9}{f'{channels}x{side * side}':>14}{result['values torch']:>16.1f}"
+            f"{result['values texsynth']:>10.1f}{result['values torch'] / result['values texsynth']:>7.2f}x"
+            f"{result['gradient torch']:>23.1f}{result['gradient texsynth']:>10.1f}"
+            f"{result['gradient torch'] / result['gradient texsynth']:>7.2f}x",
+            flush=True,
+        )
 
 
 def gram_part(args, device: torch.device) -> None:
@@ -132,15 +142,23 @@ def gram_part(args, device: torch.device) -> None:
             def run() -> None:
                 leaf = features.clone().requires_grad_(True)
                 product(leaf).square().sum().backward()
+
             return run
 
         result = interleaved(
-            {"autograd": forward_backward(lambda flat: torch.bmm(flat, flat.transpose(1, 2))),
-             "texsynth": forward_backward(gram._self_products)},
-            device, args.rounds, 3,
+            {
+                "autograd": forward_backward(lambda flat: torch.bmm(flat, flat.transpose(1, 2))),
+                "texsynth": forward_backward(gram._self_products),
+            },
+            device,
+            args.rounds,
+            3,
         )
-        print(f"    {layer:<9}{f'{channels}x{side * side}':>14}{'':>11}{result['autograd']:>10.1f}"
-              f"{result['texsynth']:>10.1f}{result['autograd'] / result['texsynth']:>7.2f}x", flush=True)
+        print(
+            f"    {layer:<9}{f'{channels}x{side * side}':>14}{'':>11}{result['autograd']:>10.1f}"
+            f"{result['texsynth']:>10.1f}{result['autograd'] / result['texsynth']:>7.2f}x",
+            flush=True,
+        )
 
 
 def step_part(args, device: torch.device) -> None:
@@ -155,6 +173,7 @@ def step_part(args, device: torch.device) -> None:
                 for context in contexts:
                     stack.enter_context(context())
                 step()
+
         return run
 
     brick = texture(tileable=True, styles=[{"image": str(IMAGES / "brick.jpg")}])

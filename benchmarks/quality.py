@@ -25,9 +25,9 @@ from pathlib import Path
 import torch
 
 import texsynth
-from texsynth.api import style_image_size
 from texsynth.io import load_image, save_image
 from texsynth.metrics import Measure
+from texsynth.targets import style_image_size
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXTURES = ("brick.jpg", "grass.jpg", "gravel.jpg", "starry_night.jpg")
@@ -55,11 +55,23 @@ def main() -> None:
             result = texsynth.synthesize(texsynth.parse_recipe({**recipe, "style_loss": loss}), device=device)
             image = result.image
             save_image(image, args.out / f"{Path(texture).stem}-{loss.replace('+', '-')}.png")
-            rows.append((texture, loss, measure.style_distance(image, grams), measure.sliced_distance(image, [style]),
-                         result.seconds))
-            print(f"{texture:<18}{loss:<26}gram {rows[-1][2]:.4f}  sw {rows[-1][3]:.4f}  {rows[-1][4]:.0f}s", flush=True)
+            rows.append(
+                (
+                    texture,
+                    loss,
+                    measure.style_distance(image, grams),
+                    measure.sliced_distance(image, [style]),
+                    result.seconds,
+                )
+            )
+            print(
+                f"{texture:<18}{loss:<26}gram {rows[-1][2]:.4f}  sw {rows[-1][3]:.4f}  {rows[-1][4]:.0f}s", flush=True
+            )
 
-    print(f"\nstyle-loss quality, {datetime.date.today()}, {device}, {args.size} px, {args.steps} steps, torch {torch.__version__}")
+    print(
+        f"\nstyle-loss quality, {datetime.date.today()}, {device}, {args.size} px, {args.steps} steps, "
+        f"torch {torch.__version__}"
+    )
     print(f"{'texture':<18}{'loss':<26}{'Gram dist':>10}{'SW dist':>10}{'seconds':>9}")
     for texture, loss, gram, sliced, seconds in rows:
         print(f"{texture:<18}{loss:<26}{gram:>10.4f}{sliced:>10.4f}{seconds:>9.0f}")

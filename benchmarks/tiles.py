@@ -29,8 +29,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def recipe(size: int, steps: int, style_loss: str) -> texsynth.Recipe:
     return texsynth.parse_recipe(
-        {"size": size, "steps": steps, "tileable": True, "scales": 1, "style_loss": style_loss,
-         "styles": [{"image": str(ROOT / "recipes" / "images" / "brick.jpg")}]}
+        {
+            "size": size,
+            "steps": steps,
+            "tileable": True,
+            "scales": 1,
+            "style_loss": style_loss,
+            "styles": [{"image": str(ROOT / "recipes" / "images" / "brick.jpg")}],
+        }
     )
 
 
@@ -62,7 +68,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="optimizer steps per tile")
     parser.add_argument("--tiles", type=int, default=8, help="tiles made by each side")
     parser.add_argument("--batch", type=int, default=8, help="batch size of the batched side")
-    parser.add_argument("--style-loss", default="auto", help="the recipe's style_loss (auto: texsynth's texture default)")
+    parser.add_argument(
+        "--style-loss", default="auto", help="the recipe's style_loss (auto: texsynth's texture default)"
+    )
     args = parser.parse_args()
     device = texsynth.pick_device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"

@@ -46,9 +46,13 @@ def private_tmp(tmp_path, monkeypatch):
 @pytest.fixture
 def packed(write_recipe, tmp_path) -> Path:
     recipe = write_recipe(
-        "wall.yaml", size=48, steps=3,
+        "wall.yaml",
+        size=48,
+        steps=3,
         styles=[{"image": "images/brick.jpg", "weight": 0.7}, {"image": "images/grass.jpg", "weight": 0.3}],
-        content={"image": "images/chelsea.jpg"}, preserve_colour="histogram", output="renders/wall.png",
+        content={"image": "images/chelsea.jpg"},
+        preserve_colour="histogram",
+        output="renders/wall.png",
     )
     result = run("pack", recipe, "-o", tmp_path / "wall.texsynth.zip")
     assert result.exit_code == 0, result.output
@@ -79,7 +83,13 @@ def test_the_bundle_holds_the_effective_recipe_with_relative_paths_and_a_manifes
     with zipfile.ZipFile(packed) as archive:
         names = archive.namelist()
         recipe = yaml.safe_load(archive.read("recipe.yaml"))
-    assert names == ["recipe.yaml", "images/brick.jpg", "images/grass.jpg", "images/chelsea.jpg", "texsynth-bundle.json"]
+    assert names == [
+        "recipe.yaml",
+        "images/brick.jpg",
+        "images/grass.jpg",
+        "images/chelsea.jpg",
+        "texsynth-bundle.json",
+    ]
     assert [s["image"] for s in recipe["styles"]] == ["images/brick.jpg", "images/grass.jpg"]
     assert recipe["content"]["image"] == "images/chelsea.jpg" and recipe["preserve_colour"] == "histogram"
     assert "output" not in recipe and recipe["steps"] == 3
@@ -88,8 +98,13 @@ def test_the_bundle_holds_the_effective_recipe_with_relative_paths_and_a_manifes
 def test_packing_is_reproducible_and_stores_a_shared_image_once(write_recipe, tmp_path, images):
     (images / "more").mkdir()
     shutil.copy(images / "grass.jpg", images / "more" / "brick.jpg")  # same name, other picture
-    recipe = write_recipe(styles=[{"image": "images/brick.jpg"}, {"image": "images/more/brick.jpg"},
-                                  {"image": "images/brick.jpg", "scale": 2.0}])
+    recipe = write_recipe(
+        styles=[
+            {"image": "images/brick.jpg"},
+            {"image": "images/more/brick.jpg"},
+            {"image": "images/brick.jpg", "scale": 2.0},
+        ]
+    )
     for name in ("a.zip", "b.zip"):
         assert run("pack", recipe, "-o", tmp_path / name).exit_code == 0
     assert (tmp_path / "a.zip").read_bytes() == (tmp_path / "b.zip").read_bytes()
@@ -141,8 +156,10 @@ def symlink(name: str, target: str) -> zipfile.ZipInfo:
 
 
 def good_entries(images: Path, recipe: dict | None = None) -> list:
-    return [("recipe.yaml", yaml.safe_dump(recipe or RECIPE).encode()),
-            ("images/brick.jpg", (images / "brick.jpg").read_bytes())]
+    return [
+        ("recipe.yaml", yaml.safe_dump(recipe or RECIPE).encode()),
+        ("images/brick.jpg", (images / "brick.jpg").read_bytes()),
+    ]
 
 
 def lying_sizes(images: Path) -> bytes:
@@ -153,21 +170,28 @@ def lying_sizes(images: Path) -> bytes:
         archive.writestr("notes.txt", b"n" * 1000)
     data = bytearray(buffer.getvalue())
     size = (1000).to_bytes(4, "little")
-    for start in [i for i in range(len(data)) if data[i:i + 4] == size]:
-        data[start:start + 4] = (10).to_bytes(4, "little")
+    for start in [i for i in range(len(data)) if data[i : i + 4] == size]:
+        data[start : start + 4] = (10).to_bytes(4, "little")
     return bytes(data)
 
 
 HOSTILE = {
     "zip slip": (lambda images: [*good_entries(images), ("../evil.txt", b"x")], "../evil.txt: entry path escapes"),
     "nested zip slip": (lambda images: [*good_entries(images), ("images/../../evil.txt", b"x")], "escapes the bundle"),
-    "absolute path": (lambda images: [*good_entries(images), ("/tmp/evil.txt", b"x")], "absolute paths are not allowed"),
+    "absolute path": (
+        lambda images: [*good_entries(images), ("/tmp/evil.txt", b"x")],
+        "absolute paths are not allowed",
+    ),
     "drive path": (lambda images: [*good_entries(images), ("C:/evil.txt", b"x")], "absolute paths are not allowed"),
     "backslash": (lambda images: [*good_entries(images), ("..\\evil.txt", b"x")], "backslashes"),
-    "symlink": (lambda images: [*good_entries(images), (symlink("images/link.jpg", "/etc/passwd"), b"/etc/passwd")],
-                "symbolic links"),
-    "too many files": (lambda images: [*good_entries(images), *[(f"f{i}.txt", b"") for i in range(64)]],
-                       "at most 64 are allowed"),
+    "symlink": (
+        lambda images: [*good_entries(images), (symlink("images/link.jpg", "/etc/passwd"), b"/etc/passwd")],
+        "symbolic links",
+    ),
+    "too many files": (
+        lambda images: [*good_entries(images), *[(f"f{i}.txt", b"") for i in range(64)]],
+        "at most 64 are allowed",
+    ),
     "zip bomb": (lambda images: [*good_entries(images), ("zeros.bin", bytes(4 * 2**20))], "refused as a zip bomb"),
     "duplicate entry": (lambda images: [*good_entries(images), ("images/brick.jpg", b"other")], "appears twice"),
     "no recipe": (lambda images: good_entries(images)[1:], "needs exactly one recipe"),
@@ -179,19 +203,31 @@ HOSTILE = {
         lambda images: good_entries(images, {**RECIPE, "styles": [{"image": "../../images/brick.jpg"}]}),
         "styles[0].image: ",
     ),
-    "writes outside": (lambda images: good_entries(images, {**RECIPE, "output": "../../escape.png"}),
-                       "output: '../../escape.png' would write outside the output folder"),
-    "writes to an absolute path": (lambda images: good_entries(images, {**RECIPE, "output": "/tmp/escape.png"}),
-                                   "would write outside the output folder"),
-    "names weights": (lambda images: [*good_entries(images, {**RECIPE, "weights": "vgg.pth"}), ("vgg.pth", b"x")],
-                      "weights: a bundled recipe cannot name weights files"),
-    "future recipe": (lambda images: good_entries(images, {**RECIPE, "version": 7}),
-                      "recipe.yaml: version: this recipe is format version 7"),
-    "unsafe yaml": (lambda images: [("recipe.yaml", b"steps: !!python/object/apply:os.system ['true']\n")],
-                    "recipe.yaml: line 1: invalid YAML"),
+    "writes outside": (
+        lambda images: good_entries(images, {**RECIPE, "output": "../../escape.png"}),
+        "output: '../../escape.png' would write outside the output folder",
+    ),
+    "writes to an absolute path": (
+        lambda images: good_entries(images, {**RECIPE, "output": "/tmp/escape.png"}),
+        "would write outside the output folder",
+    ),
+    "names weights": (
+        lambda images: [*good_entries(images, {**RECIPE, "weights": "vgg.pth"}), ("vgg.pth", b"x")],
+        "weights: a bundled recipe cannot name weights files",
+    ),
+    "future recipe": (
+        lambda images: good_entries(images, {**RECIPE, "version": 7}),
+        "recipe.yaml: version: this recipe is format version 7",
+    ),
+    "unsafe yaml": (
+        lambda images: [("recipe.yaml", b"steps: !!python/object/apply:os.system ['true']\n")],
+        "recipe.yaml: line 1: invalid YAML",
+    ),
     "bad manifest hash": (
-        lambda images: [*good_entries(images),
-                        ("texsynth-bundle.json", b'{"format": 1, "recipe": "recipe.yaml", "files": {"recipe.yaml": "00"}}')],
+        lambda images: [
+            *good_entries(images),
+            ("texsynth-bundle.json", b'{"format": 1, "recipe": "recipe.yaml", "files": {"recipe.yaml": "00"}}'),
+        ],
         "recipe.yaml: does not match its hash in the manifest",
     ),
     "future bundle format": (
@@ -246,7 +282,9 @@ def test_a_corrupt_zip_is_one_clean_line(data, expected, tmp_path, images, packe
 def test_size_caps_count_real_bytes(tmp_path, images, monkeypatch):
     monkeypatch.setattr(bundle_module, "MAX_FILE_BYTES", 10_000)
     result = run("recipe", make_zip(tmp_path / "big.zip", good_entries(images)))
-    assert result.exit_code == 2 and "images/brick.jpg" in result.stderr and "over the 10000 byte limit" in result.stderr
+    assert (
+        result.exit_code == 2 and "images/brick.jpg" in result.stderr and "over the 10000 byte limit" in result.stderr
+    )
     monkeypatch.setattr(bundle_module, "MAX_FILE_BYTES", 10**9)
     monkeypatch.setattr(bundle_module, "MAX_TOTAL_BYTES", 10_000)
     result = run("recipe", make_zip(tmp_path / "big.zip", good_entries(images)))

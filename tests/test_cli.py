@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import yaml
 from PIL import Image
@@ -185,18 +183,21 @@ def test_metadata_is_json_in_jpeg_and_webp_too(write_recipe, tmp_path):
         assert read_metadata(out)["recipe"]["steps"] == 1
 
 
-def test_console_script_usage_errors_are_one_line(tmp_path):
+def test_console_script_usage_errors_are_one_line(tmp_path, subprocess_env):
     import subprocess
     import sys
 
     result = subprocess.run(
-        [sys.executable, "-m", "texsynth", "recipe", "x.yaml", "--steps", "abc"], capture_output=True, text=True
+        [sys.executable, "-m", "texsynth", "recipe", "x.yaml", "--steps", "abc"],
+        capture_output=True,
+        text=True,
+        env=subprocess_env,
     )
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1 and "--steps" in result.stderr
 
 
-def test_ctrl_c_saves_the_best_image_so_far_and_exits_130(write_recipe, tmp_path):
+def test_ctrl_c_saves_the_best_image_so_far_and_exits_130(write_recipe, tmp_path, subprocess_env):
     import signal
     import subprocess
     import sys
@@ -204,9 +205,16 @@ def test_ctrl_c_saves_the_best_image_so_far_and_exits_130(write_recipe, tmp_path
 
     path = write_recipe(steps=100_000, output="interrupted.png")
     process = subprocess.Popen(
-        [sys.executable, "-m", "texsynth", "recipe", str(path), "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [sys.executable, "-m", "texsynth", "recipe", str(path), "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=subprocess_env,
     )
-    time.sleep(12)  # weights, targets, then a few hundred 64 px steps
+    # The trace's temporary file appears with the first step: then let a few more run.
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".interrupted.trace.jsonl.*.part")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
@@ -216,3 +224,28 @@ def test_ctrl_c_saves_the_best_image_so_far_and_exits_130(write_recipe, tmp_path
     trace = (tmp_path / "interrupted.trace.jsonl").read_text().splitlines()
     assert len(trace) >= meta["steps_done"] - 1 > 0, "the loss trace is kept after Ctrl-C too"
     assert not list(tmp_path.glob(".*.part"))
+
+
+def test_help_shows_flags_without_a_value_and_choices_by_name():
+    text = run("recipe", "--help").output
+    flag_rows = [line for line in text.splitlines() if "--quiet" in line or "--dry-run" in line or "--help" in line]
+    assert flag_rows and not any("<bool>" in line for line in flag_rows), flag_rows
+    assert "<bool>" not in text
+    assert "[max|avg]" in text and "[auto|fp32|bf16]" in text and "[none|luminance|histogram]" in text
+    assert "[auto|gram|" in text  # the style losses (a long metavar wraps in the table)
+    assert "<bool>" not in run("batch", "--help").output and "<bool>" not in run("--help").output
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("--size", "²"), "--size: must be a long side"),
+        (("--scales", "²"), "scales (from the command line): must be 'auto' or a whole number"),
+        (("--device", "cpu:abc"), "--device: unknown device 'cpu:abc'"),
+        (("--save-every", "0"), "--save-every: must be at least 1, got 0"),
+    ],
+)
+def test_odd_option_values_are_one_line(write_recipe, args, expected):
+    result = run("recipe", write_recipe(), *args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()] and expected in result.stderr

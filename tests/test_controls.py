@@ -6,13 +6,13 @@ import pytest
 import torch
 
 from texsynth import parse_recipe, synthesize
-from texsynth.api import style_image_size
 from texsynth.features import VGGFeatures
 from texsynth.initial import NOISE_AMPLITUDE, StartInputs, mean_colour, noise, starting_image
 from texsynth.io import image_size, load_image
 from texsynth.losses import content_loss, gram_loss, gram_matrix, total_variation
 from texsynth.metrics import Measure
 from texsynth.recipe import Init
+from texsynth.targets import style_image_size
 
 LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1", "relu2_2", "relu4_2")
 
@@ -50,8 +50,11 @@ def test_style_layer_weights_decide_which_layers_match(images, vgg):
     brick = load_image(images / "brick.jpg", (32, 32))
     shallow = run(images, style_layers={"relu1_1": 1.0, "relu4_1": 0.01})
     deep = run(images, style_layers={"relu1_1": 0.01, "relu4_1": 1.0})
-    error = {(name, layer): gram_error(vgg["max"], image, brick, layer)
-             for name, image in (("shallow", shallow), ("deep", deep)) for layer in ("relu1_1", "relu4_1")}
+    error = {
+        (name, layer): gram_error(vgg["max"], image, brick, layer)
+        for name, image in (("shallow", shallow), ("deep", deep))
+        for layer in ("relu1_1", "relu4_1")
+    }
     assert error["shallow", "relu1_1"] < 0.2 * error["deep", "relu1_1"], error
     assert error["deep", "relu4_1"] < 0.5 * error["shallow", "relu4_1"], error
 
@@ -69,15 +72,21 @@ def test_content_layers_decide_which_features_are_kept(images, vgg):
     chelsea = load_image(images / "chelsea.jpg", (48, 32))
     shallow = run(images, steps=10, **transfer_fields(images, layers={"relu2_2": 1.0}, weight=30.0))
     deep = run(images, steps=10, **transfer_fields(images, layers={"relu4_2": 1.0}, weight=30.0))
-    assert content_error(vgg["max"], shallow, chelsea, "relu2_2") < 0.7 * content_error(vgg["max"], deep, chelsea, "relu2_2")
-    assert content_error(vgg["max"], deep, chelsea, "relu4_2") < 0.8 * content_error(vgg["max"], shallow, chelsea, "relu4_2")
+    assert content_error(vgg["max"], shallow, chelsea, "relu2_2") < 0.7 * content_error(
+        vgg["max"], deep, chelsea, "relu2_2"
+    )
+    assert content_error(vgg["max"], deep, chelsea, "relu4_2") < 0.8 * content_error(
+        vgg["max"], shallow, chelsea, "relu4_2"
+    )
 
 
 def test_content_weight_decides_how_much_of_the_photo_is_kept(images, vgg):
     chelsea = load_image(images / "chelsea.jpg", (48, 32))
     strong = run(images, **transfer_fields(images, weight=10.0))
     weak = run(images, **transfer_fields(images, weight=0.1))
-    assert content_error(vgg["max"], strong, chelsea, "relu4_2") < 0.9 * content_error(vgg["max"], weak, chelsea, "relu4_2")
+    assert content_error(vgg["max"], strong, chelsea, "relu4_2") < 0.9 * content_error(
+        vgg["max"], weak, chelsea, "relu4_2"
+    )
 
 
 def test_style_scale_sets_the_style_image_size_from_the_output_long_side(images):

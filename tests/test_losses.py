@@ -94,3 +94,43 @@ def test_bad_shapes_name_the_value():
         content_loss(torch.rand(1, 3, 4, 4), torch.rand(1, 2, 4, 4))
     with pytest.raises(ValueError, match=r"\(C, C\) Gram matrix"):
         GramLoss(torch.rand(3, 4))
+
+
+# ------------------------------------------------------------------ a content target per batch item
+
+
+def test_per_item_content_targets_have_known_values_each_normalized_by_its_own_target():
+    dark, bright = torch.full((1, 2, 3, 3), 0.1), torch.full((1, 2, 3, 3), 10.0)
+    targets = torch.cat([dark, bright])  # (2, 2, 3, 3)
+    # Item 0 matches its own target exactly; item 1 is zero, so its error is 1 whatever its target's scale.
+    features = torch.cat([dark, torch.zeros_like(bright)])
+    assert content_loss(features, targets).tolist() == pytest.approx([0.0, 1.0])
+    # Doubling each item is an error of 1 relative to that item's own target, dark or bright.
+    assert content_loss(2 * targets, targets).tolist() == pytest.approx([1.0, 1.0])
+    # The same items against one shared target: each is measured against it alone.
+    shared = content_loss(features, bright)
+    assert shared.tolist() == pytest.approx([content_loss(dark, bright).item(), 1.0])
+
+
+def test_per_item_content_function_equals_module_and_one_item_alone():
+    features, targets = torch.rand(3, 4, 6, 6), torch.rand(3, 4, 6, 6)
+    module = ContentLoss(torch.rand(1, 4, 6, 6))
+    module.set_target(targets)
+    assert torch.equal(module(features), content_loss(features, targets))
+    for i in range(3):
+        assert torch.allclose(
+            content_loss(features, targets)[i], content_loss(features[i : i + 1], targets[i : i + 1])[0]
+        )
+
+
+def test_per_item_content_gradcheck_in_float64():
+    x = torch.rand(3, 3, 5, 4, dtype=torch.float64, requires_grad=True)
+    targets = torch.rand(3, 3, 5, 4, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda image: content_loss(image, targets), (x,))
+
+
+def test_per_item_targets_must_match_the_batch():
+    with pytest.raises(ValueError, match=r"one per item \(B, C, H, W\)"):
+        content_loss(torch.rand(3, 2, 4, 4), torch.rand(2, 2, 4, 4))
+    with pytest.raises(ValueError, match=r"does not match"):
+        ContentLoss(torch.rand(1, 2, 4, 4)).set_target(torch.rand(2, 3, 4, 4))

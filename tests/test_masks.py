@@ -74,7 +74,10 @@ def test_masks_need_the_gram_loss(images, tmp_path):
     styles = [{"image": "images/brick.jpg", "mask": "left.png"}]
     result = run("recipe", write(tmp_path, styles=styles, style_loss="sliced_wasserstein"), "-o", tmp_path / "o.png")
     assert result.exit_code == 2
-    assert "masked.yaml: styles[0].mask: masks work with style_loss: gram (or auto), not sliced_wasserstein" in result.stderr
+    assert (
+        "masked.yaml: styles[0].mask: masks work with style_loss: gram (or auto), not sliced_wasserstein"
+        in result.stderr
+    )
     assert not (tmp_path / "o.png").exists()
     # auto picks Gram for a masked texture
     effective = run("recipe", write(tmp_path, styles=styles), "--dry-run")
@@ -82,12 +85,14 @@ def test_masks_need_the_gram_loss(images, tmp_path):
 
 
 def test_a_missing_or_black_mask_is_one_line_and_writes_nothing(images, tmp_path):
-    missing = run("recipe", write(tmp_path, styles=[{"image": "images/brick.jpg", "mask": "nope.png"}]),
-                  "-o", tmp_path / "o.png")
+    missing = run(
+        "recipe", write(tmp_path, styles=[{"image": "images/brick.jpg", "mask": "nope.png"}]), "-o", tmp_path / "o.png"
+    )
     assert missing.exit_code == 2 and "styles[0].mask:" in missing.stderr and "nope.png" in missing.stderr
     Image.new("L", (16, 16), 0).save(tmp_path / "black.png")
-    black = run("recipe", write(tmp_path, styles=[{"image": "images/brick.jpg", "mask": "black.png"}]),
-                "-o", tmp_path / "o.png")
+    black = run(
+        "recipe", write(tmp_path, styles=[{"image": "images/brick.jpg", "mask": "black.png"}]), "-o", tmp_path / "o.png"
+    )
     assert black.exit_code == 2 and "styles[0].mask:" in black.stderr and "black everywhere" in black.stderr
     assert len(black.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o.png").exists()

@@ -19,7 +19,12 @@ def measure() -> Measure:
 
 
 def texture(images, styles, steps=40, device="cpu", **fields):
-    data = {"size": SIZE, "steps": steps, "seed": 0, "styles": [{"image": str(images / n), "weight": w} for n, w in styles]}
+    data = {
+        "size": SIZE,
+        "steps": steps,
+        "seed": 0,
+        "styles": [{"image": str(images / n), "weight": w} for n, w in styles],
+    }
     data.update(fields)
     return synthesize(parse_recipe(data), device=device)
 
@@ -47,8 +52,10 @@ def test_blend_sits_between_its_two_styles(images, measure):
     pure_brick = texture(images, [("brick.jpg", 1.0)]).image
     blend = texture(images, [("starry_night.jpg", 0.5), ("brick.jpg", 0.5)]).image
 
-    to_blend = {name: measure.style_distance(img, target_blend) for name, img in
-                [("blend", blend), ("starry", pure_starry), ("brick", pure_brick)]}
+    to_blend = {
+        name: measure.style_distance(img, target_blend)
+        for name, img in [("blend", blend), ("starry", pure_starry), ("brick", pure_brick)]
+    }
     assert to_blend["blend"] < to_blend["starry"] and to_blend["blend"] < to_blend["brick"], to_blend
     assert measure.style_distance(pure_starry, target_starry) < measure.style_distance(pure_starry, target_brick)
     assert measure.style_distance(pure_brick, target_brick) < measure.style_distance(pure_brick, target_starry)
@@ -76,8 +83,9 @@ def test_same_recipe_and_seed_give_the_same_image(images):
 
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
 def test_interrupt_returns_the_best_image_so_far(images, optimizer):
-    recipe = parse_recipe({"size": SIZE, "steps": 50, "optimizer": optimizer,
-                           "styles": [{"image": str(images / "brick.jpg")}]})
+    recipe = parse_recipe(
+        {"size": SIZE, "steps": 50, "optimizer": optimizer, "styles": [{"image": str(images / "brick.jpg")}]}
+    )
     seen = []
 
     def stop_at_step_4(progress):
@@ -111,8 +119,13 @@ def test_cuda_matches_cpu_closely(images):
 def test_the_cuda_graph_replay_follows_the_eager_loop(images, measure, monkeypatch):
     """A Gram texture long enough to be captured: the replayed graph does what the eager steps do."""
     recipe = parse_recipe(
-        {"size": SIZE, "steps": 30, "style_loss": "gram", "precision": "fp32",
-         "styles": [{"image": str(images / "brick.jpg")}]}
+        {
+            "size": SIZE,
+            "steps": 30,
+            "style_loss": "gram",
+            "precision": "fp32",
+            "styles": [{"image": str(images / "brick.jpg")}],
+        }
     )
     grams = measure.grams([style_image(images, "brick.jpg")])
     graphed = synthesize(recipe, device="cuda")

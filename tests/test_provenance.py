@@ -7,7 +7,6 @@ import shutil
 
 import numpy as np
 import pytest
-import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -30,8 +29,13 @@ def pixels(path):
 @pytest.fixture
 def made(write_recipe, tmp_path):
     """An output made from a small recipe, with its trace turned off to keep the folder simple."""
-    recipe = write_recipe(size=32, steps=3, seed=5, output="made/brick.png",
-                          styles=[{"image": "images/brick.jpg"}, {"image": "images/gravel.jpg", "scale": 0.5}])
+    recipe = write_recipe(
+        size=32,
+        steps=3,
+        seed=5,
+        output="made/brick.png",
+        styles=[{"image": "images/brick.jpg"}, {"image": "images/gravel.jpg", "scale": 0.5}],
+    )
     assert run("recipe", recipe, "-q", "--no-trace", "--device", "cpu").exit_code == 0
     return tmp_path / "made" / "brick.png"
 
@@ -78,7 +82,8 @@ def test_a_changed_input_is_a_warning_naming_the_file(made, tmp_path, images, mo
     result = run("recipe", made, "-q", "--steps", "1")
     assert result.exit_code == 0, result.output
     assert result.stderr.strip() == (
-        f"warning: {images / 'brick.jpg'} has changed since {made} was made (its SHA-256 differs); the result may differ"
+        f"warning: {images / 'brick.jpg'} has changed since {made} was made "
+        "(its SHA-256 differs); the result may differ"
     )
     assert (tmp_path / "out" / "brick.rerun.png").is_file()
 
@@ -100,7 +105,9 @@ def test_an_output_made_from_a_bundle_runs_from_the_bundle_again(write_recipe, t
     result = run("recipe", "out/b.png", "-q", "--device", "cpu")
     assert result.exit_code == 0, result.output
     assert np.array_equal(pixels(tmp_path / "out" / "b.rerun.png"), pixels(tmp_path / "out" / "b.png"))
-    assert read_metadata(tmp_path / "out" / "b.rerun.png")["bundle"] == read_metadata(tmp_path / "out" / "b.png")["bundle"]
+    assert (
+        read_metadata(tmp_path / "out" / "b.rerun.png")["bundle"] == read_metadata(tmp_path / "out" / "b.png")["bundle"]
+    )
 
 
 def test_versions_that_differ_are_warnings(made, tmp_path, monkeypatch):
@@ -120,7 +127,11 @@ def test_an_image_without_an_embedded_recipe_is_one_clean_line(command, tmp_path
     Image.open(images / "brick.jpg").save(plain)
     result = run(command, plain)
     assert result.exit_code == 2
-    assert result.stderr.strip() == f"error: {plain}: no texsynth recipe embedded in this image (not made by texsynth, or re-saved by another program)"
+    assert (
+        result.stderr.strip()
+        == f"error: {plain}: no texsynth recipe embedded in this image "
+        "(not made by texsynth, or re-saved by another program)"
+    )
     assert not (tmp_path / "out").exists()
 
 
@@ -131,7 +142,9 @@ def test_an_embedded_recipe_from_a_future_version_is_refused(made, tmp_path, mon
     save_image(Image.open(made), tmp_path / "future.png", meta)
     result = run("recipe", tmp_path / "future.png")
     assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
-    assert f"error: {tmp_path / 'future.png'} (embedded recipe): version: this recipe is format version 7" in result.stderr
+    assert (
+        f"error: {tmp_path / 'future.png'} (embedded recipe): version: this recipe is format version 7" in result.stderr
+    )
 
 
 def test_show_on_a_file_that_is_not_an_image(tmp_path):

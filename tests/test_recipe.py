@@ -207,10 +207,13 @@ def test_dotted_overrides_reach_into_content_and_every_style(write_recipe):
     assert recipe.content.weight == 0.25 and recipe.content.image.name == "chelsea.jpg"
     recipe = load_recipe(path, overrides={"styles.scale": [0.5, 4.0]})
     assert [style.scale for style in recipe.styles] == [0.5, 4.0]
-    assert "styles.scale (from the command line): 3 values for 2 styles" in problems_of(
-        path, **{"styles.scale": [1.0, 1.0, 1.0]}
-    )[0]
-    assert "styles[1].scale (from the command line): must be > 0" in problems_of(path, **{"styles.scale": [1.0, 0.0]})[0]
+    assert (
+        "styles.scale (from the command line): 3 values for 2 styles"
+        in problems_of(path, **{"styles.scale": [1.0, 1.0, 1.0]})[0]
+    )
+    assert (
+        "styles[1].scale (from the command line): must be > 0" in problems_of(path, **{"styles.scale": [1.0, 0.0]})[0]
+    )
 
 
 def test_a_nested_override_needs_its_section(write_recipe):

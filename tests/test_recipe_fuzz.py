@@ -37,7 +37,11 @@ def folder(tmp_path_factory) -> Path:
 
 # Anything YAML can hold, nested.
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=12),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.text(max_size=12),
     st.sampled_from(["images/brick.jpg", "notes.txt", "images", "", "~", "/", "a\x00b"]),
 )
 anything = st.recursive(
@@ -47,10 +51,24 @@ anything = st.recursive(
 )
 # Plausible values with plausible mistakes, so the fuzzing reaches deep into validation.
 numbers = st.one_of(st.floats(), st.integers(-3, 10**6), st.just(0), st.text(max_size=4), st.booleans(), anything)
-images = st.sampled_from(["images/brick.jpg", "images/grass.jpg", "images/chelsea.jpg", "images/missing.jpg",
-                          "notes.txt", "images", "/etc/passwd", "../../x.png"]) | anything
-layer_names = st.sampled_from(["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1", "conv1_1",
-                               "pool1", "relu6_1", "input", ""])
+images = (
+    st.sampled_from(
+        [
+            "images/brick.jpg",
+            "images/grass.jpg",
+            "images/chelsea.jpg",
+            "images/missing.jpg",
+            "notes.txt",
+            "images",
+            "/etc/passwd",
+            "../../x.png",
+        ]
+    )
+    | anything
+)
+layer_names = st.sampled_from(
+    ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1", "conv1_1", "pool1", "relu6_1", "input", ""]
+)
 layers = st.dictionaries(layer_names, numbers, max_size=4) | anything
 style = st.fixed_dictionaries({}, optional={"image": images, "weight": numbers, "scale": numbers, "colour": anything})
 recipe_data = st.fixed_dictionaries(
@@ -63,7 +81,8 @@ recipe_data = st.fixed_dictionaries(
         "styles": st.lists(style, max_size=3) | anything,
         "style_layers": layers,
         "style_weight": numbers,
-        "content": st.fixed_dictionaries({}, optional={"image": images, "weight": numbers, "layers": layers}) | anything,
+        "content": st.fixed_dictionaries({}, optional={"image": images, "weight": numbers, "layers": layers})
+        | anything,
         "optimizer": st.sampled_from(["lbfgs", "adam", "sgd"]) | anything,
         "learning_rate": numbers | st.none(),
         "init": st.sampled_from(["noise", "content", "image", "style_mean", "zeros"]) | anything,
@@ -121,12 +140,19 @@ def test_random_text_as_a_recipe_file_gives_a_recipe_or_a_texsynth_error(folder,
     write_and_load(folder, text)
 
 
-GOOD = yaml.safe_dump({
-    "version": 1, "size": 64, "steps": 5,
-    "styles": [{"image": "images/brick.jpg", "weight": 0.5, "scale": 2.0}, {"image": "images/grass.jpg"}],
-    "style_layers": {"relu1_1": 1.0, "relu3_1": 0.5}, "content": {"image": "images/chelsea.jpg"},
-    "preserve_colour": "luminance", "output": "out/x.png",
-}, sort_keys=False)
+GOOD = yaml.safe_dump(
+    {
+        "version": 1,
+        "size": 64,
+        "steps": 5,
+        "styles": [{"image": "images/brick.jpg", "weight": 0.5, "scale": 2.0}, {"image": "images/grass.jpg"}],
+        "style_layers": {"relu1_1": 1.0, "relu3_1": 0.5},
+        "content": {"image": "images/chelsea.jpg"},
+        "preserve_colour": "luminance",
+        "output": "out/x.png",
+    },
+    sort_keys=False,
+)
 
 
 @FUZZ
@@ -134,7 +160,7 @@ GOOD = yaml.safe_dump({
 def test_a_damaged_recipe_gives_a_recipe_or_a_texsynth_error(folder, cuts):
     text = GOOD
     for start, length, insert in cuts:
-        text = text[:start] + insert + text[start + length:]
+        text = text[:start] + insert + text[start + length :]
     write_and_load(folder, text)
 
 

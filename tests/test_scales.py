@@ -83,8 +83,8 @@ def test_bf16_convolutions_agree_with_fp32(images):
     # The loss the optimizer sees moves by far less than what optimization changes.
     other = load_image(images / "brick.jpg", (48, 32))
     target = style_targets(fp32, [other], [1.0], layers)
-    loss32 = sum(float(gram_loss(gram_matrix(fp32(image)[l]), target[l])) for l in layers)
-    loss16 = sum(float(gram_loss(gram_matrix(bf16(image)[l].float()), target[l])) for l in layers)
+    loss32 = sum(float(gram_loss(gram_matrix(fp32(image)[layer]), target[layer])) for layer in layers)
+    loss16 = sum(float(gram_loss(gram_matrix(bf16(image)[layer].float()), target[layer])) for layer in layers)
     assert abs(loss16 - loss32) / loss32 < 0.05
 
 

@@ -79,8 +79,14 @@ def test_schema_is_valid_draft_07_and_accepts_the_shipped_recipes(schema):
 
 
 def test_schema_accepts_every_effective_recipe(write_recipe, schema):
-    recipe = load_recipe(write_recipe(content={"image": "images/chelsea.jpg"}, size=[64, 48],
-                                      preserve_colour="luminance", init_image="images/gravel.jpg"))
+    recipe = load_recipe(
+        write_recipe(
+            content={"image": "images/chelsea.jpg"},
+            size=[64, 48],
+            preserve_colour="luminance",
+            init_image="images/gravel.jpg",
+        )
+    )
     jsonschema.validate(recipe.to_dict(), schema, cls=jsonschema.Draft7Validator)
 
 
@@ -108,8 +114,11 @@ def test_schema_rejects_what_the_loader_rejects(schema, change):
 
 
 def test_every_field_has_a_description_for_editors(schema):
-    fields = {*Recipe.model_fields, *(f"styles.{f}" for f in Style.model_fields),
-              *(f"content.{f}" for f in Content.model_fields)}
+    fields = {
+        *Recipe.model_fields,
+        *(f"styles.{f}" for f in Style.model_fields),
+        *(f"content.{f}" for f in Content.model_fields),
+    }
     assert fields == set(DESCRIPTIONS)
     assert all(field.get("description") for field in schema["properties"].values())
     assert all(field.get("description") for field in schema["definitions"]["Style"]["properties"].values())
@@ -125,15 +134,26 @@ def test_schema_can_be_written_to_a_file(tmp_path):
 
 def test_new_writes_a_commented_recipe_that_loads(tmp_path, images, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    result = run("new", "--style", "images/starry_night.jpg:0.7", "--style", "images/the_scream.jpg:0.3",
-                 "--content", "images/chelsea.jpg", "-o", "mine/blend.yaml")
+    result = run(
+        "new",
+        "--style",
+        "images/starry_night.jpg:0.7",
+        "--style",
+        "images/the_scream.jpg:0.3",
+        "--content",
+        "images/chelsea.jpg",
+        "-o",
+        "mine/blend.yaml",
+    )
     assert result.exit_code == 0, result.output
     text = (tmp_path / "mine" / "blend.yaml").read_text()
     assert "image: ../images/starry_night.jpg" in text and "# none | luminance | histogram" in text
     assert text.count("#") > 10, "the starter explains its fields"
     recipe = load_recipe(tmp_path / "mine" / "blend.yaml")
-    assert [(s.image, s.weight) for s in recipe.styles] == [(images / "starry_night.jpg", 0.7),
-                                                          (images / "the_scream.jpg", 0.3)]
+    assert [(s.image, s.weight) for s in recipe.styles] == [
+        (images / "starry_night.jpg", 0.7),
+        (images / "the_scream.jpg", 0.3),
+    ]
     assert recipe.content.image == images / "chelsea.jpg"
     assert recipe.output == tmp_path / "mine" / "out" / "blend.png"
     assert recipe.to_dict() == load_recipe(tmp_path / "mine" / "blend.yaml").to_dict()
@@ -142,7 +162,11 @@ def test_new_writes_a_commented_recipe_that_loads(tmp_path, images, monkeypatch)
 def test_new_without_content_writes_a_texture_recipe(tmp_path, images):
     assert run("new", "--style", images / "brick.jpg", "-o", tmp_path / "t.yaml").exit_code == 0
     recipe = load_recipe(tmp_path / "t.yaml")
-    assert recipe.content is None and recipe.styles[0].weight == 1.0 and "content:" not in (tmp_path / "t.yaml").read_text()
+    assert (
+        recipe.content is None
+        and recipe.styles[0].weight == 1.0
+        and "content:" not in (tmp_path / "t.yaml").read_text()
+    )
 
 
 @pytest.mark.parametrize(

@@ -72,9 +72,9 @@ def test_preview_waits_between_writes_but_always_shows_the_last_step(tmp_path):
 
 
 def test_bad_watch_settings_are_refused_before_anything_runs(tmp_path):
-    with pytest.raises(TexsynthError, match="--preview: unsupported image type '.gif'"):
+    with pytest.raises(TexsynthError, match="preview: unsupported image type '.gif'"):
         Preview(tmp_path / "live.gif")
-    with pytest.raises(TexsynthError, match="--save-every: must be 1 or more"):
+    with pytest.raises(TexsynthError, match="every: must be 1 or more"):
         Frames(tmp_path / "frames", every=0)
 
 
@@ -98,7 +98,11 @@ def test_cli_writes_trace_frames_and_preview(write_recipe, tmp_path):
     assert result.exit_code == 0, result.output
     trace = [json.loads(line) for line in (tmp_path / "out" / "x.trace.jsonl").read_text().splitlines()]
     assert [r["step"] for r in trace] == [1, 2, 3, 4, 5] and all(r["total"] > 0 for r in trace)
-    assert sorted(p.name for p in (tmp_path / "out" / "x.frames").iterdir()) == ["step-2.png", "step-4.png", "step-5.png"]
+    assert sorted(p.name for p in (tmp_path / "out" / "x.frames").iterdir()) == [
+        "step-2.png",
+        "step-4.png",
+        "step-5.png",
+    ]
     assert Image.open(tmp_path / "live.png").size == (32, 32)
 
 
@@ -111,9 +115,27 @@ def test_no_trace_writes_only_the_image(write_recipe, tmp_path):
 def test_control_options_override_the_recipe(write_recipe, tmp_path, images):
     path = write_recipe(content={"image": "images/chelsea.jpg"}, styles=[{"image": "images/brick.jpg"}] * 2)
     result = run(
-        "recipe", path, "--dry-run", "--preserve-colour", "luminance", "--init-image", images / "gravel.jpg",
-        "--style-scale", "0.5,2", "--style-weight", "3", "--style-layers", "relu1_1,relu3_1:0.5",
-        "--content-weight", "0.5", "--content-layers", "relu3_2:1,relu4_2:2", "--tv-weight", "0.1", "--pooling", "avg",
+        "recipe",
+        path,
+        "--dry-run",
+        "--preserve-colour",
+        "luminance",
+        "--init-image",
+        images / "gravel.jpg",
+        "--style-scale",
+        "0.5,2",
+        "--style-weight",
+        "3",
+        "--style-layers",
+        "relu1_1,relu3_1:0.5",
+        "--content-weight",
+        "0.5",
+        "--content-layers",
+        "relu3_2:1,relu4_2:2",
+        "--tv-weight",
+        "0.1",
+        "--pooling",
+        "avg",
     )
     assert result.exit_code == 0, result.output
     effective = yaml.safe_load(result.stdout)
@@ -121,8 +143,11 @@ def test_control_options_override_the_recipe(write_recipe, tmp_path, images):
     assert effective["init"] == "image" and effective["init_image"] == str(images / "gravel.jpg")
     assert [s["scale"] for s in effective["styles"]] == [0.5, 2.0]
     assert effective["style_weight"] == 3.0 and effective["style_layers"] == {"relu1_1": 1.0, "relu3_1": 0.5}
-    assert effective["content"] == {"image": str(images / "chelsea.jpg"), "weight": 0.5,
-                                    "layers": {"relu3_2": 1.0, "relu4_2": 2.0}}
+    assert effective["content"] == {
+        "image": str(images / "chelsea.jpg"),
+        "weight": 0.5,
+        "layers": {"relu3_2": 1.0, "relu4_2": 2.0},
+    }
     assert effective["tv_weight"] == 0.1
 
 
@@ -139,7 +164,7 @@ def test_control_options_override_the_recipe(write_recipe, tmp_path, images):
         (("--init", "image"), "init (from the command line): 'image' needs init_image"),
         (("--pooling", "median"), "pooling (from the command line): must be one of 'max' or 'avg'"),
         (("--preview", "live.gif"), "--preview: unsupported image type '.gif'"),
-        (("--save-every", "0"), "--save-every: must be 1 or more"),
+        (("--save-every", "0"), "--save-every: must be at least 1, got 0"),
     ],
 )
 def test_bad_control_options_are_one_line_and_write_nothing(write_recipe, tmp_path, args, expected):

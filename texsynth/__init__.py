@@ -1,16 +1,16 @@
 """texsynth: neural texture synthesis, style transfer and multi-style blending from YAML recipes."""
 
-__version__ = "0.1.0"
-
-from .api import Rendered, Synthesis, pick_device, render, synthesize  # noqa: E402
-from .errors import TexsynthError  # noqa: E402
-from .optimize import Progress  # noqa: E402
-from .recipe import Recipe, load_recipe, parse_recipe  # noqa: E402
+from ._version import __version__
+from .api import Rendered, Synthesis, pick_device, render, synthesize
+from .errors import TexsynthError
+from .optimize import Progress, StepReport
+from .recipe import Recipe, load_recipe, parse_recipe
 
 __all__ = [
     "Progress",
     "Recipe",
     "Rendered",
+    "StepReport",
     "Synthesis",
     "TexsynthError",
     "__version__",

@@ -9,28 +9,57 @@ optional ``on_step`` callback, so they work the same without the CLI.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor
 
-from . import __version__
+from .bundle import Origin
 from .errors import TexsynthError, located
-from .features import VGGFeatures
-from .graph import LossGraph, compile_graph, content_targets, style_features
+from .initial import StartInputs, starting_image
 from .io import image_size, load_image, save_image, writable_problem
-from .optimize import Objective, Progress, optimize
-from .colour import COLOUR_CONTROLS, KeepStyleColours
-from .initial import StartInputs, mean_colour, starting_image
-from .recipe import Optimizer, Precision, Recipe, StyleLoss
+from .optimize import StepReport, optimize
+from .provenance import output_metadata
+from .recipe import Optimizer, Recipe, StyleLoss
 from .scales import auto_scale_count, plan_scales, upsample
+from .targets import (
+    STYLE_PADDING,
+    Stage,
+    colour_control,
+    compile_at,
+    load_mask,
+    make_extractor,
+    objective,
+    style_image_size,
+)
 
-ProgressCallback = Callable[[Progress], None]
+__all__ = [
+    "Rendered",
+    "Synthesis",
+    "check_output",
+    "device_problem",
+    "output_size",
+    "pick_device",
+    "render",
+    "synthesis_metadata",
+    "synthesize",
+    "use_cuda_graph",
+    # Moved to targets.py; still importable from here, as they were.
+    "STYLE_PADDING",
+    "Stage",
+    "colour_control",
+    "compile_at",
+    "load_mask",
+    "make_extractor",
+    "objective",
+    "style_image_size",
+]
+
+ProgressCallback = Callable[[StepReport], None]
 
 
 @dataclass(frozen=True)
@@ -67,17 +96,27 @@ def pick_device(requested: str | None = None) -> torch.device:
         if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    kind = requested.split(":")[0]
-    available = {
-        "cpu": True,
-        "cuda": torch.cuda.is_available(),
-        "mps": torch.backends.mps.is_available(),
-    }
-    if kind not in available:
-        raise TexsynthError(f"--device: unknown device {requested!r}; use cpu, cuda or mps")
-    if not available[kind]:
-        raise TexsynthError(f"--device: {kind} is not available on this machine")
+    problem = device_problem(requested)
+    if problem:
+        raise TexsynthError(f"device: {problem}")
     return torch.device(requested)
+
+
+_DEVICE = re.compile(r"(cpu|cuda|mps)(?::(\d{1,3}))?")
+
+
+def device_problem(requested: str) -> str | None:
+    """Why ``requested`` (``cpu``, ``cuda``, ``cuda:1``, ``mps``) names no usable device here, or None."""
+    match = _DEVICE.fullmatch(requested)
+    if match is None:
+        return f"unknown device {requested!r}; use cpu, cuda, cuda:N or mps"
+    kind, index = match.group(1), match.group(2)
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not available[kind]:
+        return f"{kind} is not available on this machine"
+    if kind == "cuda" and index is not None and int(index) >= torch.cuda.device_count():
+        return f"{requested!r}: this machine has {torch.cuda.device_count()} CUDA devices"
+    return None
 
 
 def output_size(recipe: Recipe) -> tuple[int, int]:
@@ -90,109 +129,6 @@ def output_size(recipe: Recipe) -> tuple[int, int]:
             f"at least {recipe.min_side} px per side"
         )
     return width, height
-
-
-def make_extractor(recipe: Recipe, device: torch.device) -> VGGFeatures:
-    """VGG19 for ``recipe`` on ``device``, with that device's fast settings.
-
-    CUDA: channels_last, bf16 convolutions (unless ``precision: fp32``), TF32
-    convolutions under ``fp32`` and cuDNN autotuning. Matrix products stay in
-    full fp32: they are the Gram matrices and the optimizer's inner products
-    (sᵢ·yⱼ spans many orders of magnitude), where TF32's 10-bit mantissa would
-    show. With bf16 convolutions TF32 has little left to speed up (README,
-    Performance: engine settings).
-    """
-    cuda = device.type == "cuda"
-    bf16 = recipe.precision is Precision.BF16 or (recipe.precision is Precision.AUTO and cuda)
-    if cuda:
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cudnn.allow_tf32 = True
-    return VGGFeatures(
-        recipe.layers,
-        weights=recipe.weights,
-        pooling=recipe.pooling.value,
-        channels_last=cuda,
-        autocast=torch.bfloat16 if bf16 else None,
-    ).to(device)
-
-
-def objective(stage: Stage, extractor: VGGFeatures, padding: str, device: torch.device) -> Objective:
-    """Named loss terms of an image batch. On the CPU each item is evaluated alone: CPU
-    convolutions and reductions pick kernels and split work by batch size, so only
-    that keeps a tile bit-identical whatever batch it was made in."""
-
-    def evaluate(batch: Tensor) -> dict[str, Tensor]:
-        return stage.graph(extractor(batch, padding=padding))
-
-    if device.type != "cpu":
-        return evaluate
-
-    def one_at_a_time(batch: Tensor) -> dict[str, Tensor]:
-        items = []
-        with stage.graph.repeated_draws() as rewind:
-            for i in range(batch.shape[0]):
-                rewind()
-                items.append(evaluate(batch[i : i + 1]))
-        return {name: torch.cat([item[name] for item in items]) for name in items[0]}
-
-    return one_at_a_time
-
-
-#: Padding for style images. A tile is run as a torus and has no edges, while a
-#: zero-padded style image's Grams carry its edges (at 96 px, relu5_1 is 6×6 and
-#: mostly edge); the tile cannot match those and converged 5× slower. Mirror
-#: padding gives the style image no edge of its own without pretending it is
-#: periodic.
-STYLE_PADDING = {False: "zeros", True: "reflect"}
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One scale of a run: its loss graph and the inputs at that size, in the optimizer's colour space."""
-
-    graph: LossGraph
-    colour: KeepStyleColours
-    content: Tensor | None  # (1, 3, H, W) on the CPU, prepared by ``colour``
-    style_mean: Tensor  # (3,) the blend's mean colour
-
-
-def compile_at(recipe: Recipe, extractor: VGGFeatures, width: int, height: int) -> Stage:
-    """Targets for an output of width×height, computed once, compiled into a loss graph."""
-    device = next(extractor.parameters()).device
-    colour = _colour_control(recipe, width, height)
-    content = colour.content
-    styles = [
-        colour.style(load_image(s.image, style_image_size(s.image, s.scale, max(width, height)))) for s in recipe.styles
-    ]
-    weights = [s.weight for s in recipe.styles]
-    style = style_features(
-        extractor, [s.to(device) for s in styles], list(recipe.style_layers), padding=STYLE_PADDING[recipe.tileable]
-    )
-    content_features = None
-    if content is not None and recipe.content is not None:
-        content = colour.working(content)
-        content_features = content_targets(extractor, content.to(device), list(recipe.content.layers))
-    masks = [None if s.mask is None else load_mask(s.mask, (width, height), index) for index, s in enumerate(recipe.styles)]
-    return Stage(
-        graph=compile_graph(recipe, style, content_features, masks).to(device),
-        colour=colour,
-        content=content,
-        style_mean=mean_colour(styles, weights),
-    )
-
-
-def load_mask(path: Path, size: tuple[int, int], index: int) -> Tensor:
-    """A style's mask as (1, 1, H, W) in [0, 1] at ``size``: the image's grey level (white = the style applies)."""
-    mask = load_image(path, size).mean(dim=1, keepdim=True)
-    if not mask.max() > 0:
-        raise TexsynthError(f"styles[{index}].mask: {path} is black everywhere, so the style would apply nowhere")
-    return mask
-
-
-def _colour_control(recipe: Recipe, width: int, height: int) -> KeepStyleColours:
-    """Colour preservation bound to the content at this size; it prepares the optimizer's inputs."""
-    content = load_image(recipe.content.image, (width, height)) if recipe.content is not None else None
-    return COLOUR_CONTROLS[recipe.preserve_colour](content)
 
 
 def synthesize(
@@ -243,8 +179,9 @@ def synthesize(
         if result.interrupted:
             break
     # 4. Back to the output's size (after an interrupt at a coarse scale) and colours.
+    assert image is not None  # the plan has at least one scale
     if image.shape[-2:] != (height, width):
-        stage = dataclasses.replace(stage, colour=_colour_control(recipe, width, height))
+        stage = dataclasses.replace(stage, colour=colour_control(recipe, width, height))
     image = stage.colour.finish(upsample(image, width, height, circular=recipe.tileable))
     return Synthesis(
         image=image.detach().cpu(),
@@ -310,73 +247,11 @@ def _finishing(on_step: ProgressCallback | None, finish: Callable[[Tensor], Tens
     if on_step is None:
         return None
 
-    def report(progress: Progress) -> None:
+    def report(progress: StepReport) -> None:
         image = progress.image
         on_step(replace(progress, image=finish(image.detach()) if image is not None else None))
 
     return report
-
-
-def style_image_size(path: Path, scale: float, output_long_side: int) -> tuple[int, int]:
-    """Style image size whose long side is ``scale`` × the output's, keeping its aspect."""
-    width, height = image_size(path)
-    factor = scale * output_long_side / max(width, height)
-    return (max(1, round(width * factor)), max(1, round(height * factor)))
-
-
-@dataclass(frozen=True)
-class Origin:
-    """Where a recipe's files came from when not from the user's own folders (a bundle).
-
-    Paths under ``root`` (a temporary folder) are recorded relative to it, and
-    ``extra`` is added to the metadata, so an output says how to find its inputs again.
-    """
-
-    root: Path
-    extra: dict[str, Any]
-
-
-def metadata(recipe: Recipe, synthesis: Synthesis, origin: Origin | None = None) -> dict[str, Any]:
-    """What every output carries: the effective recipe, its seed, versions and input hashes."""
-    # The output path is left out: it says where this copy went, not how to make
-    # it, and two runs that differ only there must give identical files.
-    embedded = {key: value for key, value in recipe.to_dict().items() if key != "output"}
-    inputs = {str(path): sha256(path) for _, path in recipe.input_images()}
-    data = {
-        "texsynth": __version__,
-        "torch": torch.__version__,
-        "device": synthesis.device,
-        "seed": recipe.seed,
-        "steps_done": synthesis.steps,
-        "interrupted": synthesis.interrupted,
-        "losses": synthesis.losses,
-        "recipe": embedded,
-        "inputs": inputs,
-    }
-    if origin is not None:
-        data = {**_relative(data, origin.root), **origin.extra}
-    return data
-
-
-def _relative(data: Any, root: Path) -> Any:
-    """``data`` with every path string under ``root`` (values and keys) made relative to it."""
-    prefix = f"{root}/"
-    if isinstance(data, str):
-        return data[len(prefix):] if data.startswith(prefix) else data
-    if isinstance(data, dict):
-        return {_relative(key, root): _relative(value, root) for key, value in data.items()}
-    if isinstance(data, list):
-        return [_relative(item, root) for item in data]
-    return data
-
-
-def sha256(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def check_output(recipe: Recipe, source: str = "recipe") -> Path:
@@ -406,5 +281,17 @@ def render(
     """Run ``recipe`` and write its output image (also after Ctrl-C: the best image so far)."""
     path = check_output(recipe, source)
     synthesis = synthesize(recipe, device=device, on_step=on_step)
-    save_image(synthesis.image, path, metadata(recipe, synthesis, origin))
+    save_image(synthesis.image, path, synthesis_metadata(recipe, synthesis, origin))
     return Rendered(path=path, synthesis=synthesis)
+
+
+def synthesis_metadata(recipe: Recipe, synthesis: Synthesis, origin: Origin | None = None) -> dict:
+    """What an image made by ``synthesis`` carries (see :func:`texsynth.provenance.output_metadata`)."""
+    return output_metadata(
+        recipe,
+        device=synthesis.device,
+        steps_done=synthesis.steps,
+        interrupted=synthesis.interrupted,
+        losses=synthesis.losses,
+        origin=origin,
+    )

@@ -35,10 +35,9 @@ from typing import Any
 
 import yaml
 
-from . import __version__
-from .api import Origin, sha256
+from ._version import __version__
 from .errors import TexsynthError, located
-from .io import atomic_write
+from .io import atomic_write, sha256
 from .messages import field_path
 from .recipe import Recipe, load_recipe
 from .safe_yaml import read_yaml
@@ -61,6 +60,18 @@ def bundle_name(path: Path) -> str:
     """``my.texsynth.zip`` -> ``my``; ``my.zip`` -> ``my``."""
     name = Path(path).name
     return name[: -len(BUNDLE_SUFFIX)] if name.endswith(BUNDLE_SUFFIX) else Path(name).stem
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a recipe's files came from when not from the user's own folders (a bundle).
+
+    Paths under ``root`` (a temporary folder) are recorded relative to it, and
+    ``extra`` is added to the metadata, so an output says how to find its inputs again.
+    """
+
+    root: Path
+    extra: dict[str, Any]
 
 
 # ---------------------------------------------------------------- packing
@@ -117,7 +128,7 @@ def _free_name(wanted: str, taken: Mapping[str, Any]) -> str:
 
 
 def _bundled_recipe(recipe: Recipe, renamed: Mapping[Path, str], origin: str) -> str:
-    data = {key: value for key, value in recipe.to_dict().items() if key != "output"}
+    data = recipe.portable()
     for style, bundled in zip(data["styles"], recipe.styles):
         style["image"] = renamed[bundled.image]
         if bundled.mask is not None:

@@ -101,10 +101,15 @@ def match_colour(style: Tensor, content: Tensor) -> Tensor:
     return matched.reshape(style.shape).clamp(0, 1).to(style.dtype)
 
 
-class KeepStyleColours:
-    """``preserve_colour: none``: the plain transfer, in the style's palette."""
+class ColourControl:
+    """How a run treats colour, bound to the content image (None for a texture).
 
-    def __init__(self, content: Tensor) -> None:
+    ``style`` prepares a style image, ``working`` turns any other starting image
+    into the optimizer's colour space and ``finish`` turns an optimized image
+    back into output colours. The base class changes nothing.
+    """
+
+    def __init__(self, content: Tensor | None) -> None:
         self.content = content
         self._on_device: dict[torch.device, Tensor] = {}
 
@@ -120,22 +125,31 @@ class KeepStyleColours:
     def content_on(self, device: torch.device) -> Tensor:
         # finish() runs on every preview: keep one copy of the content per device.
         if device not in self._on_device:
-            self._on_device[device] = self.content.to(device)
+            self._on_device[device] = self.required_content().to(device)
         return self._on_device[device]
 
+    def required_content(self) -> Tensor:
+        if self.content is None:
+            raise ValueError(f"{type(self).__name__} needs a content image")
+        return self.content
 
-class MatchHistogram(KeepStyleColours):
+
+class KeepStyleColours(ColourControl):
+    """``preserve_colour: none``: the plain transfer, in the style's palette."""
+
+
+class MatchHistogram(ColourControl):
     """``preserve_colour: histogram``: style images recoloured to the content's colour statistics."""
 
     def style(self, image: Tensor) -> Tensor:
-        return match_colour(image, self.content)
+        return match_colour(image, self.required_content())
 
 
-class LuminanceOnly(KeepStyleColours):
+class LuminanceOnly(ColourControl):
     """``preserve_colour: luminance``: transfer on luminance, then put the content's chroma back."""
 
     def style(self, image: Tensor) -> Tensor:
-        return match_luminance(image, self.content)
+        return match_luminance(image, self.required_content())
 
     def working(self, image: Tensor) -> Tensor:
         return grey(image)
@@ -144,7 +158,7 @@ class LuminanceOnly(KeepStyleColours):
         return with_chroma_of(image, self.content_on(image.device))
 
 
-COLOUR_CONTROLS: dict[PreserveColour, type[KeepStyleColours]] = {
+COLOUR_CONTROLS: dict[PreserveColour, type[ColourControl]] = {
     PreserveColour.NONE: KeepStyleColours,
     PreserveColour.HISTOGRAM: MatchHistogram,
     PreserveColour.LUMINANCE: LuminanceOnly,

@@ -94,6 +94,8 @@ def downsampling(name: str) -> int:
 class CaffeNormalize(nn.Module):
     """RGB [0, 1] -> BGR [0, 255] minus the ImageNet mean, as the Caffe weights expect."""
 
+    mean: Tensor
+
     def __init__(self) -> None:
         super().__init__()
         self.register_buffer("mean", torch.tensor(CAFFE_BGR_MEAN).view(1, 3, 1, 1))
@@ -104,6 +106,9 @@ class CaffeNormalize(nn.Module):
 
 class TorchvisionNormalize(nn.Module):
     """RGB [0, 1] standardized by the ImageNet mean and std, as torchvision's weights expect."""
+
+    mean: Tensor
+    std: Tensor
 
     def __init__(self) -> None:
         super().__init__()
@@ -230,6 +235,7 @@ class VGGFeatures(nn.Module):
             if name.startswith("conv"):
                 conv = nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1)
                 weight, bias = conv_weights[name]
+                assert conv.bias is not None
                 with torch.no_grad():
                     conv.weight.copy_(weight)
                     conv.bias.copy_(bias)

@@ -10,6 +10,7 @@ truncated image and never clobbers a good one.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -73,7 +74,7 @@ def load_image(path: Path, size: tuple[int, int] | None = None) -> Tensor:
                 image = Image.alpha_composite(background, image.convert("RGBA"))
             image = image.convert("RGB")
             if size is not None and image.size != tuple(size):
-                image = image.resize(tuple(size), Image.Resampling.LANCZOS)
+                image = image.resize((size[0], size[1]), Image.Resampling.LANCZOS)
         except OSError as error:
             raise TexsynthError(f"{path}: cannot decode image: {error}") from None
     return pil_to_tensor(image).unsqueeze(0).float().div_(255.0).contiguous()  # (1, 3, H, W)
@@ -162,6 +163,15 @@ def read_metadata(path: Path) -> dict[str, Any] | None:
     except json.JSONDecodeError:
         return None
     return data if isinstance(data, dict) else None
+
+
+def sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def writable_problem(path: Path) -> str | None:

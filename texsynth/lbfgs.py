@@ -28,6 +28,8 @@ sᵢ·yⱼ and yᵢ·yⱼ are kept up to date as pairs arrive, one new row and c
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -68,7 +70,7 @@ class BatchedLBFGS:
         self.learning_rate = learning_rate
         self.history = history
         batch, size = variable.shape[0], variable[0].numel()
-        like = {"device": variable.device, "dtype": variable.dtype}
+        like: dict[str, Any] = {"device": variable.device, "dtype": variable.dtype}
         # Pairs live in ring-buffer slots; ``_chronological[k]`` lists the slots oldest
         # first when slot k is the next to be written.
         self._s = torch.zeros((batch, history, size), **like)

@@ -14,7 +14,7 @@ import math
 import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import yaml
@@ -25,8 +25,8 @@ from .errors import located
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 
 
-def describe(
-    error: dict, source: str, node: yaml.Node | None, overrides: Mapping[str, Any], model: type[BaseModel]
+def problem_message(
+    error: Mapping[str, Any], source: str, node: yaml.Node | None, overrides: Mapping[str, Any], model: type[BaseModel]
 ) -> str:
     """One pydantic error as ``source: field: message (line N)``."""
     loc = tuple(error["loc"])
@@ -61,12 +61,12 @@ def from_command_line(loc: tuple, overrides: Mapping[str, Any]) -> bool:
     return any(dotted == key or dotted.startswith(key + ".") for key in overrides)
 
 
-def drop_redundant(errors: list[dict]) -> list[dict]:
+def drop_redundant(errors: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """A list whose items failed is also reported "too short" by pydantic: keep only the real cause."""
     return [e for e in errors if not (e["type"] == "too_short" and _has_child_error(e["loc"], errors))]
 
 
-def _has_child_error(loc: tuple, errors: list) -> bool:
+def _has_child_error(loc: tuple, errors: Sequence[Mapping[str, Any]]) -> bool:
     return any(len(other["loc"]) > len(loc) and tuple(other["loc"][: len(loc)]) == tuple(loc) for other in errors)
 
 
@@ -112,7 +112,7 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def _message(error: dict, model: type[BaseModel]) -> str:
+def _message(error: Mapping[str, Any], model: type[BaseModel]) -> str:
     kind_, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
     if kind_ == "missing":
         return "required field is missing"

@@ -1,7 +1,7 @@
 """The optimization loop: the image is the only variable, kept in [0, 1].
 
 No printing and no files here: progress goes to a callback as a small
-:class:`Progress` record holding tensors, so the caller decides when to pay
+:class:`StepReport` record holding tensors, so the caller decides when to pay
 for ``.item()`` (a GPU sync). Ctrl-C ends the loop cleanly and returns the
 best image seen so far.
 """
@@ -25,7 +25,7 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class Progress:
+class StepReport:
     """One finished step. ``losses`` are the named terms per batch item, (B,), still on the device.
 
     ``image`` is the current image batch (B, 3, H, W) on the device, after the
@@ -46,6 +46,10 @@ class Progress:
         values = {name: float(loss.detach().mean()) for name, loss in self.losses.items()}
         values["total"] = sum(values.values())
         return values
+
+
+#: The step record's first name, kept because it is public (``texsynth.Progress``).
+Progress = StepReport
 
 
 @dataclass(frozen=True)
@@ -144,7 +148,7 @@ def optimize(
     steps: int,
     optimizer: Optimizer = Optimizer.LBFGS,
     learning_rate: float | None = None,
-    on_step: Callable[[Progress], None] | None = None,
+    on_step: Callable[[StepReport], None] | None = None,
     cuda_graph: bool = False,
 ) -> Result:
     """Minimize ``objective`` over the pixels of ``image`` (B, 3, H, W) for ``steps`` steps.
@@ -182,7 +186,7 @@ def optimize(
     interrupted = False
     try:
         for step in range(1, steps + 1):
-            if capture and step <= EAGER_STEPS:
+            if side is not None and step <= EAGER_STEPS:
                 # Eager warm-up on a side stream, as CUDA graph capture asks.
                 side.wait_stream(torch.cuda.current_stream(variable.device))
                 with torch.cuda.stream(side):
@@ -194,7 +198,7 @@ def optimize(
                 losses = step_once()
             done = step
             if on_step is not None:
-                on_step(Progress(step, steps, losses, time.perf_counter() - start, variable.detach()))
+                on_step(StepReport(step, steps, losses, time.perf_counter() - start, variable.detach()))
         # 4. Score the final iterate too, so it can win.
         with torch.no_grad():
             losses, total = evaluate(objective, variable)

@@ -18,10 +18,11 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from ._version import __version__
 from .errors import TexsynthError, located
 from .features import FEATURE_LAYERS, deepest_layer, downsampling
 from .io import probe_image
-from .messages import describe, drop_redundant, kind
+from .messages import drop_redundant, kind, problem_message
 from .safe_yaml import read_yaml
 
 #: The recipe format this texsynth reads and writes.
@@ -219,8 +220,6 @@ class Recipe(BaseModel):
     @classmethod
     def _known_version(cls, version: int) -> int:
         if version > RECIPE_VERSION:
-            from . import __version__
-
             raise ValueError(
                 f"this recipe is format version {version}, but texsynth {__version__} reads "
                 f"version {RECIPE_VERSION} and older; upgrade texsynth to run it"
@@ -273,8 +272,7 @@ class Recipe(BaseModel):
         if self.masked and self.effective_style_loss is not StyleLoss.GRAM:
             index = next(i for i, style in enumerate(self.styles) if style.mask is not None)
             raise ValueError(
-                f"styles[{index}].mask: masks work with style_loss: gram (or auto), "
-                f"not {self.style_loss.value}"
+                f"styles[{index}].mask: masks work with style_loss: gram (or auto), not {self.style_loss.value}"
             )
         if self.preserve_colour is not PreserveColour.NONE and self.content is None:
             raise ValueError(
@@ -375,6 +373,18 @@ class Recipe(BaseModel):
             data["size"] = list(self.size)
         return data
 
+    def portable(self) -> dict[str, Any]:
+        """The effective recipe without its output path: what outputs, bundles, tiles and manifests carry.
+
+        The output path says where one copy went, not how to make it. Leaving it
+        out makes two runs that differ only in where they write give identical
+        files, keeps a bundle from telling its recipient where to write, and lets
+        a batch folder move without orphaning its tiles.
+        """
+        data = self.to_dict()
+        data.pop("output", None)
+        return data
+
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
@@ -436,7 +446,7 @@ def parse_recipe(
     try:
         return Recipe.model_validate(merged, context=context)
     except ValidationError as error:
-        problems = [describe(e, source, node, overrides, Recipe) for e in drop_redundant(error.errors())]
+        problems = [problem_message(e, source, node, overrides, Recipe) for e in drop_redundant(error.errors())]
         raise TexsynthError(problems[0], problems=problems) from None
     except RecursionError:  # a self-referencing YAML alias
         raise TexsynthError(located(source, None, "a value refers to itself (YAML alias loop)")) from None
@@ -457,7 +467,9 @@ def _overridden(data: dict, overrides: Mapping[str, Any], source: str) -> dict:
                 raise TexsynthError(
                     located(source, f"{key} (from the command line)", f"{len(values)} values for {len(current)} {head}")
                 )
-            merged[head] = [{**item, field: one} if isinstance(item, dict) else item for item, one in zip(current, values)]
+            merged[head] = [
+                {**item, field: one} if isinstance(item, dict) else item for item, one in zip(current, values)
+            ]
         else:
             raise TexsynthError(located(source, f"{key} (from the command line)", f"the recipe has no {head}"))
     return merged

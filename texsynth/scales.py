@@ -88,7 +88,10 @@ def upsample(image: Tensor, width: int, height: int, *, circular: bool = False) 
     wrapped = F.pad(image, (pad, pad, pad, pad), mode="circular")
     scale_y, scale_x = height / h, width / w
     big = F.interpolate(
-        wrapped, size=(round((h + 2 * pad) * scale_y), round((w + 2 * pad) * scale_x)), mode="bicubic", align_corners=False
+        wrapped,
+        size=(round((h + 2 * pad) * scale_y), round((w + 2 * pad) * scale_x)),
+        mode="bicubic",
+        align_corners=False,
     )
     top, left = round(pad * scale_y), round(pad * scale_x)
     return big[..., top : top + height, left : left + width].clamp(0, 1).contiguous()

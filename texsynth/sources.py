@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .api import Origin
-from .bundle import load_bundled_recipe, open_bundle
+from .bundle import Origin, load_bundled_recipe, open_bundle
 from .errors import TexsynthError
 from .provenance import rerun_recipe
 from .recipe import OUTPUT_SUFFIXES, Recipe, load_recipe

@@ -20,7 +20,10 @@ from .safe_yaml import read_yaml
 
 
 def parse_style(text: str) -> tuple[Path, float]:
-    """``"a.jpg:0.7"`` -> (a.jpg, 0.7); ``"a.jpg"`` -> (a.jpg, 1.0). A path may itself contain colons."""
+    """``"a.jpg:0.7"`` -> (a.jpg, 0.7); ``"a.jpg"`` -> (a.jpg, 1.0). A path may itself contain colons.
+
+    Raises ValueError, whose message the caller prefixes with what it parsed.
+    """
     path, colon, weight = text.rpartition(":")
     if colon:
         try:
@@ -28,9 +31,12 @@ def parse_style(text: str) -> tuple[Path, float]:
         except ValueError:
             return Path(text), 1.0
         if not value > 0 or value == float("inf"):
-            raise TexsynthError(f"--style: weight must be a number > 0, got {weight!r} in {text!r}")
+            raise ValueError(f"weight must be a number > 0, got {weight!r} in {text!r}")
         return Path(path), value
     return Path(text), 1.0
+
+
+StyleSpec = str | tuple[Path, float]
 
 
 def _default(field: str) -> object:
@@ -42,7 +48,7 @@ def _flow(layers: dict[str, float]) -> str:
     return "{" + ", ".join(f"{name}: {weight}" for name, weight in layers.items()) + "}"
 
 
-def _relative(image: Path, folder: Path) -> str:
+def _path_from(folder: Path, image: Path) -> str:
     # abspath, not resolve: a symlinked images folder should stay as the user sees it.
     return Path(os.path.relpath(os.path.abspath(image), folder)).as_posix()
 
@@ -61,7 +67,7 @@ def starter_text(styles: Sequence[tuple[Path, float]], content: Path | None, fol
     ]
     for image, weight in styles:
         lines += [
-            f"  - image: {_relative(image, folder)}",
+            f"  - image: {_path_from(folder, image)}",
             f"    weight: {weight}  # share of the blend (weights are normalized to sum to 1)",
             "    scale: 1.0  # style size on the output: 2 = features twice as large, 0.5 = half",
         ]
@@ -72,7 +78,7 @@ def starter_text(styles: Sequence[tuple[Path, float]], content: Path | None, fol
     if content is not None:
         lines += [
             "content:",
-            f"  image: {_relative(content, folder)}",
+            f"  image: {_path_from(folder, content)}",
             "  weight: 1.0  # how much of the photo is kept",
             f"  layers: {_flow(DEFAULT_CONTENT_LAYERS)}",
             f"preserve_colour: {_default('preserve_colour')}  # none | luminance | histogram: keep the photo's colours",
@@ -99,21 +105,30 @@ def _aligned(line: str) -> str:
 
 
 def write_starter(
-    *, output: Path, styles: Sequence[str], content: Path | None = None, force: bool = False
+    *, output: Path, styles: Sequence[StyleSpec], content: Path | None = None, force: bool = False
 ) -> Path:
-    """Write a commented starter recipe to ``output`` for ``styles`` ("path" or "path:weight")."""
+    """Write a commented starter recipe to ``output`` for ``styles``: "path", "path:weight" or (path, weight)."""
     output = Path(output)
     if output.suffix.lower() not in (".yaml", ".yml"):
         raise TexsynthError(f"{output}: output: a recipe file must end in .yaml or .yml")
     if output.exists() and not force:
         raise TexsynthError(f"{output}: already exists; pass --force to replace it")
     if not styles:
-        raise TexsynthError("--style: give at least one style image, e.g. --style painting.jpg:0.7")
-    parsed = [parse_style(text) for text in styles]
-    for option, image in [*(("--style", image) for image, _ in parsed), *([("--content", content)] if content else [])]:
+        raise TexsynthError("styles: give at least one style image")
+    parsed = []
+    for index, style in enumerate(styles):
+        try:
+            parsed.append(parse_style(style) if isinstance(style, str) else (Path(style[0]), float(style[1])))
+        except ValueError as error:
+            raise TexsynthError(f"styles[{index}]: {error}") from None
+    named = [
+        *((f"styles[{i}]", image) for i, (image, _) in enumerate(parsed)),
+        *([("content", content)] if content else []),
+    ]
+    for field, image in named:
         problem = probe_image(Path(image))
         if problem:
-            raise TexsynthError(f"{option}: {problem}")
+            raise TexsynthError(f"{field}: {problem}")
     folder = Path(os.path.abspath(output)).parent
     text = starter_text(parsed, content, folder, output.stem)
     data, node = read_yaml(text, str(output))

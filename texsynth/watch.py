@@ -1,6 +1,6 @@
 """Watching a run: a loss trace, numbered frames and a live preview, as ``on_step`` callbacks.
 
-The optimizer reports each step through ``on_step(Progress)``; these small
+The optimizer reports each step through ``on_step(StepReport)``; these small
 callables turn that into files, so the loop itself never writes anything.
 Every file is written atomically (a viewer never sees half an image), and
 nothing is created before the first step, so a recipe that fails its checks
@@ -29,10 +29,10 @@ from torchvision.utils import make_grid
 
 from .errors import TexsynthError
 from .io import save_image, writable_problem
-from .optimize import Progress
+from .optimize import StepReport
 from .recipe import OUTPUT_SUFFIXES
 
-Callback = Callable[[Progress], None]
+Callback = Callable[[StepReport], None]
 
 
 def trace_path(output: Path) -> Path:
@@ -51,7 +51,7 @@ def chain(*callbacks: Callback | None) -> Callback | None:
     if not present:
         return None
 
-    def each(progress: Progress) -> None:
+    def each(progress: StepReport) -> None:
         for callback in present:
             callback(progress)
 
@@ -65,12 +65,11 @@ def _picture(image: Tensor | None) -> Tensor:
     return make_grid(image.detach().float().cpu(), nrow=image.shape[0], padding=0) if image.shape[0] > 1 else image
 
 
-def _check_image_path(option: str, path: Path) -> None:
+def preview_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be a preview image, or None (nothing is created)."""
     if path.suffix.lower() not in OUTPUT_SUFFIXES:
-        raise TexsynthError(f"{option}: unsupported image type {path.suffix or '(none)'!r}; use .png, .jpg or .webp")
-    problem = writable_problem(path)
-    if problem:
-        raise TexsynthError(f"{option}: {problem}")
+        return f"unsupported image type {path.suffix or '(none)'!r}; use .png, .jpg or .webp"
+    return writable_problem(path)
 
 
 class LossTrace:
@@ -88,7 +87,7 @@ class LossTrace:
         self._handle: IO[str] | None = None
         self._temporary: str | None = None
 
-    def __call__(self, progress: Progress) -> None:
+    def __call__(self, progress: StepReport) -> None:
         if self._handle is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             descriptor, self._temporary = tempfile.mkstemp(
@@ -102,7 +101,9 @@ class LossTrace:
     def __enter__(self) -> LossTrace:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         if self._handle is None or self._temporary is None:
             return
         self._handle.close()
@@ -119,7 +120,7 @@ class Frames:
 
     def __init__(self, folder: Path, every: int) -> None:
         if every < 1:
-            raise TexsynthError(f"--save-every: must be 1 or more, got {every}")
+            raise TexsynthError(f"every: must be 1 or more, got {every}")
         self.folder = Path(folder)
         self.every = every
         problem = writable_problem(self.folder / "step-1.png")
@@ -129,7 +130,7 @@ class Frames:
     def path(self, step: int, steps: int) -> Path:
         return self.folder / f"step-{step:0{len(str(steps))}d}.png"
 
-    def __call__(self, progress: Progress) -> None:
+    def __call__(self, progress: StepReport) -> None:
         if progress.step % self.every == 0 or progress.step == progress.steps:
             save_image(_picture(progress.image), self.path(progress.step, progress.steps))
 
@@ -139,11 +140,13 @@ class Preview:
 
     def __init__(self, path: Path, interval: float = 1.0) -> None:
         self.path = Path(path)
-        _check_image_path("--preview", self.path)
+        problem = preview_problem(self.path)
+        if problem:
+            raise TexsynthError(f"preview: {problem}")
         self.interval = interval
         self._last = -float("inf")
 
-    def __call__(self, progress: Progress) -> None:
+    def __call__(self, progress: StepReport) -> None:
         now = time.monotonic()
         # Encoding an image every step would slow small runs down; a viewer needs a few per second at most.
         if now - self._last >= self.interval or progress.step == progress.steps:

@@ -74,6 +74,9 @@ def masked_gram_matrix(features: Tensor, mask: Tensor) -> Tensor:
 class MaskedGramLoss(nn.Module):
     """Gram loss of the features inside a mask (1, 1, H, W) against one style's target Gram (C, C)."""
 
+    target: Tensor
+    mask: Tensor
+
     def __init__(self, target: Tensor, mask: Tensor) -> None:
         super().__init__()
         self.register_buffer("target", target.detach().clone())
@@ -88,6 +91,8 @@ class MaskedGramLoss(nn.Module):
 
 class GramLoss(nn.Module):
     """Gram loss of a feature map against a fixed target Gram matrix (C, C), kept in a buffer."""
+
+    target: Tensor
 
     def __init__(self, target: Tensor) -> None:
         super().__init__()

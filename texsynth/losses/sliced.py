@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -222,7 +223,8 @@ def sliced_wasserstein_loss(
 
 def mean_squared_projection(targets: Sequence[Tensor], shares: Sequence[float]) -> Tensor:
     """E over unit directions d of (dᵀx)², which is E‖x‖²/C, for the mixture of ``targets`` (C, M_k)."""
-    return sum(share * target.pow(2).sum(dim=0).mean() for share, target in zip(shares, targets)) / targets[0].shape[0]
+    total = cast(Tensor, sum(share * target.pow(2).sum(dim=0).mean() for share, target in zip(shares, targets)))
+    return total / targets[0].shape[0]
 
 
 def apportion(shares: Sequence[float], total: int) -> list[int]:
@@ -260,6 +262,8 @@ class SlicedWassersteinLoss(nn.Module):
     generator seeded with ``seed``, created on the features' device at the first
     call (moving the module to another device restarts the sequence there).
     """
+
+    energy: Tensor
 
     def __init__(
         self,

@@ -1,8 +1,7 @@
 """The sharing commands: validate, schema, new, pack and show.
 
 Thin like the rest of the CLI: each parses its options, calls one API function
-and prints the result; a :class:`TexsynthError` is one line and exit code 2
-through ``fail_cleanly``.
+and prints the result; ``cli/__init__.py`` registers them.
 """
 
 from __future__ import annotations
@@ -14,20 +13,23 @@ from typing import Annotated, Optional
 import typer
 import yaml
 
-from .bundle import BUNDLE_SUFFIX, pack
-from .cli import EXIT_BAD_INPUT, app, fail_cleanly
-from .io import atomic_write
-from .provenance import describe
-from .schema import recipe_schema
-from .sources import DEFAULT_OUT_DIR, validate
-from .starter import write_starter
+from ..bundle import BUNDLE_SUFFIX, pack
+from ..errors import TexsynthError
+from ..io import atomic_write, probe_image
+from ..provenance import describe
+from ..schema import recipe_schema
+from ..sources import DEFAULT_OUT_DIR, validate
+from ..starter import parse_style, write_starter
+from .common import EXIT_BAD_INPUT, FLAG
 
 
-@app.command("validate")
-@fail_cleanly
 def validate_command(
-    files: Annotated[list[Path], typer.Argument(help="Recipes, bundles or output images to check.", show_default=False)],
-    out_dir: Annotated[Path, typer.Option(help="Output folder a bundle's output is checked against.")] = DEFAULT_OUT_DIR,
+    files: Annotated[
+        list[Path], typer.Argument(help="Recipes, bundles or output images to check.", show_default=False)
+    ],
+    out_dir: Annotated[
+        Path, typer.Option(help="Output folder a bundle's output is checked against.")
+    ] = DEFAULT_OUT_DIR,
 ) -> None:
     """Check recipes without running them and list every problem (exit 2 if there are any)."""
     found = validate(files, out_dir=out_dir)
@@ -41,8 +43,6 @@ def validate_command(
         raise typer.Exit(EXIT_BAD_INPUT)
 
 
-@app.command("schema")
-@fail_cleanly
 def schema_command(
     output: Annotated[
         Optional[Path], typer.Option("-o", "--output", help="Write the schema to this file instead of printing it.")
@@ -58,24 +58,33 @@ def schema_command(
     typer.echo(f"wrote {output}", err=True)
 
 
-@app.command("new")
-@fail_cleanly
 def new_command(
     style: Annotated[
         list[str],
-        typer.Option("--style", help="A style image, optionally with its weight: painting.jpg:0.7. Repeat for a blend."),
+        typer.Option(
+            "--style", help="A style image, optionally with its weight: painting.jpg:0.7. Repeat for a blend."
+        ),
     ],
     content: Annotated[Optional[Path], typer.Option(help="A content image: makes it a style transfer.")] = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="The recipe file to write.")] = Path("recipe.yaml"),
-    force: Annotated[bool, typer.Option("--force", help="Replace the file if it exists.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace the file if it exists.", metavar=FLAG)] = False,
 ) -> None:
     """Write a commented starter recipe for the given images."""
-    path = write_starter(output=output, styles=style, content=content, force=force)
+    styles = []
+    for text in style:
+        try:
+            image, weight = parse_style(text)
+        except ValueError as error:
+            raise TexsynthError(f"--style: {error}") from None
+        styles.append((image, weight))
+    for option, image in [*(("--style", image) for image, _ in styles), *([("--content", content)] if content else [])]:
+        problem = probe_image(image)
+        if problem:
+            raise TexsynthError(f"{option}: {problem}")
+    path = write_starter(output=output, styles=styles, content=content, force=force)
     typer.echo(f"wrote {path}; run it with: texsynth recipe {path}", err=True)
 
 
-@app.command("pack")
-@fail_cleanly
 def pack_command(
     file: Annotated[Path, typer.Argument(help="The recipe to pack.", show_default=False)],
     output: Annotated[
@@ -87,11 +96,9 @@ def pack_command(
     typer.echo(f"wrote {packed.path} ({len(packed.files)} files: {', '.join(packed.files)})", err=True)
 
 
-@app.command("show")
-@fail_cleanly
 def show_command(
     image: Annotated[Path, typer.Argument(help="An image written by texsynth.", show_default=False)],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the embedded metadata as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the embedded metadata as JSON.", metavar=FLAG)] = False,
 ) -> None:
     """Print the recipe, seed, versions and input hashes embedded in an output image."""
     provenance = describe(image)
