@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -16,6 +17,23 @@ torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES = ROOT / "recipes" / "images"
+
+#: What every Python subprocess of a test gets: one thread (the in-process
+#: setting above does not reach a child, and two children with two threads
+#: each on two cores took the SIGKILL test from 31 s to 191 s) and this
+#: checkout's texsynth first on its path.
+SUBPROCESS_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+}
+
+
+@pytest.fixture
+def subprocess_env() -> dict[str, str]:
+    """The environment for a Python subprocess: this one's, with SUBPROCESS_ENV on top."""
+    return {**os.environ, **SUBPROCESS_ENV}
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -44,34 +43,35 @@ def test_textbook_model_gives_a_finite_loss_at_32_px():
     assert image.grad is not None and torch.isfinite(image.grad).all()
 
 
-def run_script(name: str, *args: str) -> str:
-    # The script's folder, not the checkout, is first on its path: point it at this checkout's texsynth.
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+def run_script(env: dict[str, str], name: str, *args: str) -> str:
+    # The script's folder, not the checkout, is first on its path: the environment points it at this checkout.
     done = subprocess.run([sys.executable, str(BENCHMARKS / name), *args], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
 
-def test_the_benchmark_script_starts():
-    out = run_script("speed.py", "--help")
+def test_the_benchmark_script_starts(subprocess_env):
+    out = run_script(subprocess_env, "speed.py", "--help")
     assert "--device" in out and "--evals" in out
 
 
-def test_the_engine_tiles_and_quality_scripts_run_their_smallest_settings(tmp_path):
+def test_the_engine_tiles_and_quality_scripts_run_their_smallest_settings(tmp_path, subprocess_env):
     engine = run_script(
+        subprocess_env,
         "engine.py", "--device", "cpu", "--skip", "a", "c", "--size", "32", "--tile-size", "32", "--batches", "1",
         "--warmup", "1", "--repeats", "1", "--agreement-steps", "2", "--out", str(tmp_path),
     )
     assert "image-evaluations per second" in engine and "bf16 vs fp32" in engine
-    tiles = run_script("tiles.py", "--size", "32", "--steps", "2", "--tiles", "2", "--batch", "2")
+    tiles = run_script(subprocess_env, "tiles.py", "--size", "32", "--steps", "2", "--tiles", "2", "--batch", "2")
     assert "batched / one at a time:" in tiles
     quality = run_script(
+        subprocess_env,
         "quality.py", "--size", "32", "--steps", "2", "--textures", "brick.jpg", "--losses", "gram",
         "sliced_wasserstein", "--out", str(tmp_path),
     )
     assert "sliced_wasserstein: SW distance vs gram's" in quality
 
 
-def test_the_loss_kernel_script_runs_its_smallest_setting():
-    out = run_script("losses.py", "--size", "32", "--rounds", "1", "--steps", "1")
+def test_the_loss_kernel_script_runs_its_smallest_setting(subprocess_env):
+    out = run_script(subprocess_env, "losses.py", "--size", "32", "--rounds", "1", "--steps", "1")
     assert "with torch.sort" in out and "Gram product and its gradient" in out
