@@ -134,3 +134,15 @@ def test_per_item_targets_must_match_the_batch():
         content_loss(torch.rand(3, 2, 4, 4), torch.rand(2, 2, 4, 4))
     with pytest.raises(ValueError, match=r"does not match"):
         ContentLoss(torch.rand(1, 2, 4, 4)).set_target(torch.rand(2, 3, 4, 4))
+
+
+def test_a_gram_blend_is_the_weighted_mean_and_reblends_in_place():
+    first, second = torch.rand(1, 4, 6, 6), torch.rand(1, 4, 6, 6)
+    grams = [gram_matrix(first)[0], gram_matrix(second)[0]]
+    loss = GramLoss(grams, [1.0, 3.0])
+    assert torch.allclose(loss.target, 0.25 * grams[0] + 0.75 * grams[1])
+    loss.set_weights([0.0, 1.0])
+    features = torch.rand(2, 4, 6, 6)
+    assert torch.equal(loss(features), GramLoss(grams[1])(features))
+    with pytest.raises(ValueError, match="must sum to more than 0"):
+        loss.set_weights([0.0, 0.0])

@@ -155,3 +155,23 @@ def test_sliced_wasserstein_texture_moves_towards_its_style(images, measure):
     result = texture(images, [("gravel.jpg", 1.0)], steps=40, style_loss="sliced_wasserstein")
     assert set(result.losses) == {"style"}
     assert measure.sliced_distance(result.image, [style]) < 0.2 * measure.sliced_distance(start, [style])
+
+
+def test_a_reblended_graph_equals_the_graph_of_a_recipe_with_those_weights(images):
+    from texsynth.targets import compile_at, make_extractor
+
+    def recipe(weights):
+        styles = [
+            {"image": str(images / name), "weight": w} for name, w in zip(("brick.jpg", "starry_night.jpg"), weights)
+        ]
+        return parse_recipe({"size": 32, "styles": styles})
+
+    extractor = make_extractor(recipe([1, 1]), torch.device("cpu"))
+    image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    features = extractor(image)
+    reblended = compile_at(recipe([1, 1]), extractor, 32, 32).graph
+    reblended.set_blend([0.2, 0.8])
+    built = compile_at(recipe([0.2, 0.8]), extractor, 32, 32).graph
+    for graph in (reblended, built):
+        graph.reseed_random_terms(7)
+    assert torch.equal(reblended(features)["style"], built(features)["style"])

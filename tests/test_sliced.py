@@ -238,3 +238,15 @@ def test_autocast_leaves_the_loss_in_float32():
     assert value.dtype == torch.float32
     assert torch.allclose(value, SlicedWassersteinLoss(style, seed=0)(features.bfloat16().float()))
     assert torch.allclose(value, expected, rtol=0.05)
+
+
+def test_reblending_equals_building_with_those_weights():
+    generator = torch.Generator().manual_seed(4)
+    one, other = torch.rand(1, 6, 8, 8, generator=generator), torch.rand(1, 6, 5, 7, generator=generator) * 3
+    features = torch.rand(2, 6, 8, 8, generator=generator)
+    for weights in ([0.3, 0.7], [1.0, 0.0], [0.0, 2.0]):
+        built = SlicedWassersteinLoss([one, other], weights, seed=9)
+        reblended = SlicedWassersteinLoss([one, other], [0.5, 0.5], seed=9)
+        reblended.set_weights(weights)
+        assert torch.equal(built(features), reblended(features)), weights
+        assert torch.equal(built.energy, reblended.energy)

@@ -103,6 +103,39 @@ class LossGraph(nn.Module):
         """Every activation the graph reads (``"input"`` included when a pixel term is present)."""
         return {module.layer for module in self.modules() if isinstance(module, AtLayer)}
 
+    def set_blend(self, weights: Sequence[float]) -> None:
+        """Re-blend every style term by ``weights``, one per style (>= 0, normalized), in place.
+
+        The targets become exactly what :func:`compile_graph` builds for a recipe
+        with these weights: the weighted mean of the styles' Grams, the weighted
+        mixture of their features. Masked styles are matched region by region,
+        not blended, so a masked graph refuses.
+        """
+        blendable = [module for module in self.modules() if isinstance(module, (GramLoss, SlicedWassersteinLoss))]
+        if any(isinstance(module, MaskedGramLoss) for module in self.modules()) or not blendable:
+            raise ValueError("this graph's styles are masked (matched region by region), so they cannot be re-blended")
+        for module in blendable:
+            module.set_weights(weights)
+
+    def reseed_random_terms(self, seed: int) -> None:
+        """Restart every random term's draws from ``seed`` (and its own seed), e.g. once per training iteration."""
+        for module in self.modules():
+            if isinstance(module, SlicedWassersteinLoss):
+                module.reseed_from(seed)
+
+    def set_content_targets(self, targets: Mapping[str, Tensor]) -> None:
+        """Compare the content terms with these features by layer, one item per batch item (B, C, H, W).
+
+        A network trained on many photos compares each output with its own photo.
+        """
+        found = set()
+        for module in self.modules():
+            if isinstance(module, AtLayer) and isinstance(module.loss, ContentLoss):
+                module.loss.set_target(targets[module.layer])
+                found.add(module.layer)
+        if not found:
+            raise ValueError("this graph has no content term")
+
 
 def normalized(weights: Mapping[str, float] | Sequence[float]) -> list[float]:
     """Weights divided by their sum, so a blend or a layer set always totals 1."""
@@ -168,7 +201,7 @@ def style_loss_at(
         return Sum(terms)
 
     def gram() -> nn.Module:
-        return GramLoss(blend_grams({layer: style[layer]}, weights)[layer])
+        return GramLoss([gram_matrix(features)[0] for features in style[layer]], weights)
 
     def sliced() -> nn.Module:
         return SlicedWassersteinLoss(style[layer], weights, seed=_layer_seed(recipe.seed, layer))

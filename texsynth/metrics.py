@@ -71,6 +71,45 @@ class Measure:
         """
         return self.style_distance(roll_half(image), grams) / max(self.style_distance(image, grams), 1e-12)
 
+    def worst_window(self, image: Tensor, grams: Mapping[str, Tensor], *, windows: int = 3) -> float:
+        """The largest style distance of ``windows`` × ``windows`` overlapping half-size windows of ``image``.
+
+        A blotch or a smudge in one place barely moves the whole image's Grams;
+        the window it sits in shows it. Windows are half the image's sides,
+        ``windows`` per side, evenly spaced from edge to edge.
+        """
+        height, width = image.shape[-2:]
+        window_height, window_width = height // 2, width // 2
+        tops = [round(i * (height - window_height) / max(windows - 1, 1)) for i in range(windows)]
+        lefts = [round(i * (width - window_width) / max(windows - 1, 1)) for i in range(windows)]
+        return max(
+            self.style_distance(image[..., top : top + window_height, left : left + window_width], grams)
+            for top in tops
+            for left in lefts
+        )
+
+    @torch.no_grad()
+    def feature_distance(self, first: Tensor, second: Tensor) -> float:
+        """How different two images (1, 3, H, W) of one size are, position by position, over the measure layers.
+
+        ‖F₁ − F₂‖² / (‖F₁‖² + ‖F₂‖²) per layer, averaged: 0 for the same image,
+        about 1 for two unrelated ones. Two textures of one style have similar
+        statistics, so it is their layout that this sees.
+        """
+        features = [self.extractor(image) for image in (first, second)]
+        total = 0.0
+        for layer in self.layers:
+            one, two = features[0][layer], features[1][layer]
+            total += float((one - two).pow(2).sum() / (one.pow(2).sum() + two.pow(2).sum()).clamp_min(1e-12))
+        return total / len(self.layers)
+
+    def diversity(self, images: Sequence[Tensor]) -> float:
+        """Mean :meth:`feature_distance` over every pair of ``images``: 0 when all are the same."""
+        pairs = [(i, j) for i in range(len(images)) for j in range(i + 1, len(images))]
+        if not pairs:
+            raise ValueError("diversity needs at least two images")
+        return sum(self.feature_distance(images[i], images[j]) for i, j in pairs) / len(pairs)
+
     @torch.no_grad()
     def content_distance(self, image: Tensor, content: Tensor) -> float:
         """Relative feature error of ``image`` against ``content`` at the content layer (same size)."""

@@ -13,7 +13,7 @@ import contextlib
 import fcntl
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,8 +124,20 @@ def _locked(folder: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def update_manifest(folder: Path, recipe: Recipe, identity: str, tiles: list[Tile], *, replace: bool = False) -> None:
-    """Merge ``tiles`` into the manifest under a lock (read, merge by index, atomic write)."""
+def update_manifest(
+    folder: Path,
+    recipe: Recipe | Mapping[str, Any],
+    identity: str,
+    tiles: list[Tile],
+    *,
+    replace: bool = False,
+    extra: Mapping[str, Any] | None = None,
+) -> None:
+    """Merge ``tiles`` into the manifest under a lock (read, merge by index, atomic write).
+
+    ``recipe`` is a Recipe or its portable form (a model's, for samples); ``extra``
+    adds fields to the manifest (what made the tiles, when not the recipe alone).
+    """
     with _locked(folder):
         manifest = read_manifest(folder)
         entries: dict[int, dict[str, Any]] = {}
@@ -136,7 +148,8 @@ def update_manifest(folder: Path, recipe: Recipe, identity: str, tiles: list[Til
         data = {
             "texsynth": __version__,
             "identity": identity,
-            "recipe": recipe.portable(),
+            "recipe": recipe.portable() if isinstance(recipe, Recipe) else dict(recipe),
+            **(extra or {}),
             "tiles": [entries[index] for index in sorted(entries)],
         }
         with atomic_write(folder / MANIFEST, "w") as handle:

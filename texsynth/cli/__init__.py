@@ -8,7 +8,7 @@ functions, and they are registered here, in the order ``--help`` lists them.
 
 from __future__ import annotations
 
-from . import share, synth, tiles
+from . import fast, share, synth, tiles
 from .common import Command, app, fail_cleanly, main
 
 COMMANDS = (
@@ -20,6 +20,8 @@ COMMANDS = (
     ("show", share.show_command),
     ("batch", tiles.batch_command),
     ("tile-preview", tiles.tile_preview_command),
+    ("train", fast.train_command),
+    ("sample", fast.sample_command),
 )
 
 for _name, _command in COMMANDS:

@@ -21,6 +21,7 @@ from ..schema import recipe_schema
 from ..sources import DEFAULT_OUT_DIR, validate
 from ..starter import parse_style, write_starter
 from .common import EXIT_BAD_INPUT, FLAG
+from .fast import is_model_file, show_model
 
 
 def validate_command(
@@ -97,10 +98,15 @@ def pack_command(
 
 
 def show_command(
-    image: Annotated[Path, typer.Argument(help="An image written by texsynth.", show_default=False)],
+    image: Annotated[
+        Path, typer.Argument(help="An image written by texsynth, or a model file (.safetensors).", show_default=False)
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print the embedded metadata as JSON.", metavar=FLAG)] = False,
 ) -> None:
-    """Print the recipe, seed, versions and input hashes embedded in an output image."""
+    """Print the recipe, seed, versions and input hashes embedded in an output image or a model."""
+    if is_model_file(image):
+        show_model(image, as_json=as_json)
+        return
     provenance = describe(image)
     meta = provenance.metadata
     if as_json:

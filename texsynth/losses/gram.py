@@ -10,11 +10,22 @@ activation scale, so layer weights near 1 mean "equal say".
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import cast
+
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ._checks import relative_error, require_4d
+from ._checks import blend_shares, relative_error, require_4d
+
+
+def _square(target: Tensor) -> Tensor:
+    if target.dim() == 3 and target.shape[0] == 1:
+        target = target[0]
+    if target.dim() != 2 or target.shape[0] != target.shape[1]:
+        raise ValueError(f"target must be a (C, C) Gram matrix, got {tuple(target.shape)}")
+    return target
 
 
 class _SelfProducts(torch.autograd.Function):
@@ -90,21 +101,36 @@ class MaskedGramLoss(nn.Module):
 
 
 class GramLoss(nn.Module):
-    """Gram loss of a feature map against a fixed target Gram matrix (C, C), kept in a buffer."""
+    """Gram loss of a feature map against a target Gram matrix (C, C), kept in a buffer.
+
+    The target is one style's Gram, or a blend: the weighted mean of several
+    styles' Grams (Gatys et al. 2016, §3), given as a sequence with ``weights``.
+    ``set_weights`` re-blends the same styles in place (a style may weigh 0),
+    so a feed-forward network can train on many blends against one module.
+    """
 
     target: Tensor
+    styles: Tensor
 
-    def __init__(self, target: Tensor) -> None:
+    def __init__(self, target: Tensor | Sequence[Tensor], weights: Sequence[float] | None = None) -> None:
         super().__init__()
-        if target.dim() == 3:
-            target = target[0]
-        if target.dim() != 2 or target.shape[0] != target.shape[1]:
-            raise ValueError(f"target must be a (C, C) Gram matrix, got {tuple(target.shape)}")
-        self.register_buffer("target", target.detach().clone())
+        grams = [_square(gram) for gram in ([target] if isinstance(target, Tensor) else target)]
+        if not grams or len({gram.shape for gram in grams}) != 1:
+            raise ValueError(f"targets must be one or more Gram matrices of one shape, got {[g.shape for g in grams]}")
+        self.register_buffer("styles", torch.stack([gram.detach() for gram in grams]))  # (K, C, C)
+        self.register_buffer("target", torch.empty_like(self.styles[0]))
+        self.set_weights(weights)
+
+    def set_weights(self, weights: Sequence[float] | None) -> None:
+        """Blend the styles' Grams by ``weights`` (>= 0, normalized; None: equally)."""
+        self.shares = blend_shares(weights, self.styles.shape[0])
+        # Summed style by style, in order: one blend is the same number however it is reached.
+        self.target = cast(Tensor, sum(share * gram for share, gram in zip(self.shares, self.styles)))
 
     def forward(self, features: Tensor) -> Tensor:
         # Grams are sums over many positions: fp32 keeps them accurate under autocast.
         return gram_loss(gram_matrix(features.float()), self.target)
 
     def extra_repr(self) -> str:
-        return f"channels={self.target.shape[0]}"
+        blend = f", weights=[{', '.join(f'{share:.3g}' for share in self.shares)}]" if len(self.shares) > 1 else ""
+        return f"channels={self.target.shape[0]}{blend}"

@@ -49,7 +49,7 @@ from typing import cast
 import torch
 from torch import Tensor, nn
 
-from ._checks import require_4d
+from ._checks import blend_shares, require_4d
 from .sorting import argsort, sort_values, sort_with_gradient
 
 #: Target positions kept per style image. Sorting a target's projections costs
@@ -71,22 +71,6 @@ def random_projections(
     """``count`` random unit directions in ``channels`` dimensions, as columns (C, P)."""
     directions = torch.randn(channels, count, generator=generator, device=device, dtype=dtype)  # (C, P)
     return directions / directions.norm(dim=0, keepdim=True).clamp_min(1e-12)
-
-
-def _blend_weights(weights: Sequence[float] | None, count: int) -> list[float]:
-    """Check and normalize style weights (Python floats: checking them needs no device sync)."""
-    if weights is None:
-        return [1.0 / count] * count
-    values = [float(w) for w in weights]
-    if len(values) != count:
-        raise ValueError(f"weights has {len(values)} values for {count} targets: {values}")
-    for index, value in enumerate(values):
-        if not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"weights[{index}] must be finite and >= 0, got {value}")
-    total = sum(values)
-    if not total > 0:
-        raise ValueError(f"weights must sum to more than 0, got {values}")
-    return [value / total for value in values]
 
 
 def _check(features: Tensor, targets: Sequence[Tensor], projections: Tensor) -> None:
@@ -207,7 +191,7 @@ def sliced_wasserstein_loss(
     """
     target_list = [targets] if isinstance(targets, Tensor) else list(targets)
     _check(features, target_list, projections)
-    shares = _blend_weights(weights, len(target_list))
+    shares = blend_shares(weights, len(target_list))
     # A style with no weight adds no mass: skip its projection and sort.
     kept = [(share, target) for share, target in zip(shares, target_list) if share > 0]
     target_list, shares = [target for _, target in kept], [share for share, _ in kept]
@@ -261,6 +245,8 @@ class SlicedWassersteinLoss(nn.Module):
     ``projections`` directions (default C) are re-drawn on every call from a
     generator seeded with ``seed``, created on the features' device at the first
     call (moving the module to another device restarts the sequence there).
+    ``set_weights`` re-blends the same styles (a style may weigh 0), so a
+    feed-forward network can train on many blends against one module.
     """
 
     energy: Tensor
@@ -280,37 +266,48 @@ class SlicedWassersteinLoss(nn.Module):
             raise ValueError("targets is empty: give at least one style's features")
         if max_positions < 1:
             raise ValueError(f"max_positions must be >= 1, got {max_positions}")
-        shares = _blend_weights(weights, len(target_list))
         subsample = torch.Generator().manual_seed(seed)
-        kept = [
-            (share, _positions(target.detach(), max_positions, subsample).float().clone())
-            for share, target in zip(shares, target_list)
-            if share > 0
-        ]
-        channels = {target.shape[0] for _, target in kept}
+        kept = [_positions(target.detach(), max_positions, subsample).float().clone() for target in target_list]
+        channels = {target.shape[0] for target in kept}
         if len(channels) != 1:
             raise ValueError(f"targets must all have the same channels, got {sorted(channels)}")
         self.channels = channels.pop()
         self.count = int(projections) if projections is not None else self.channels
         if self.count < 1:
             raise ValueError(f"projections must be >= 1, got {projections}")
-        self.shares = [share for share, _ in kept]
-        for index, (_, target) in enumerate(kept):
+        self.styles = len(kept)
+        for index, target in enumerate(kept):
             self.register_buffer(f"target_{index}", target)  # (C, M_k)
-        # Fixed, so the loss's scale does not wander with the projections or the samples.
-        self.register_buffer("energy", mean_squared_projection(self.targets, self.shares))
+        self.register_buffer("energy", torch.zeros(()))
+        self.set_weights(weights)
+        #: The seed given at construction; ``reseed_from`` derives new sequences from it.
+        self.base_seed = seed
         self.seed = seed
         self._generator: torch.Generator | None = None
 
+    def set_weights(self, weights: Sequence[float] | None) -> None:
+        """Blend the styles by ``weights`` (>= 0, normalized; None: equally) from the next call on."""
+        self.shares = blend_shares(weights, self.styles)
+        # Fixed per blend, so the loss's scale does not wander with the projections or the samples.
+        self.energy = mean_squared_projection(self.targets, self.shares)
+
     @property
     def targets(self) -> list[Tensor]:
-        return [getattr(self, f"target_{index}") for index in range(len(self.shares))]
+        return [getattr(self, f"target_{index}") for index in range(self.styles)]
 
     def reseed(self, seed: int | None = None) -> None:
         """Restart the projection sequence (from ``seed``, else the one given at construction)."""
         if seed is not None:
             self.seed = seed
         self._generator = None
+
+    def reseed_from(self, seed: int) -> None:
+        """Restart the sequence from one derived from ``seed`` and this module's own seed.
+
+        A training loop reseeds every iteration from (run seed, iteration), so
+        iteration i draws the same projections whether or not the run was resumed.
+        """
+        self.reseed((self.base_seed * 1_000_003 + seed) % 2**63)
 
     def generator_state(self) -> Tensor | None:
         """The projection generator's state (None before the first draw), for :meth:`set_generator_state`."""

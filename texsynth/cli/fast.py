@@ -1,0 +1,287 @@
+"""The feed-forward commands: ``train`` (a network from a recipe) and ``sample`` (textures from a model).
+
+Thin like the rest of the CLI: options are checked and parsed here, the work
+is done by :mod:`texsynth.fast`; ``cli/__init__.py`` registers them. ``show``
+of a model file is here too (``share.show_command`` hands model files over).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+import yaml
+
+from ..api import pick_device
+from ..errors import TexsynthError, one_line
+from ..fast.model_file import MODEL_SUFFIX, load_model
+from ..fast.sample import sample_folder
+from ..fast.train import TrainingOptions, TrainingReport, train
+from ..sources import DEFAULT_OUT_DIR, open_recipe
+from ..tile_folder import Tile, folder_problem
+from .common import EXIT_INTERRUPTED, FLAG, at_least, checked_device, parse_size, stderr_console
+from .progress import VALUES_EVERY, bar, loss_text
+
+
+def train_command(
+    recipe: Annotated[Path, typer.Argument(help="The recipe (.yaml), bundle or output image to train on.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help=f"The model file to write ({MODEL_SUFFIX}).")],
+    iterations: Annotated[Optional[int], typer.Option(help="Training iterations (default 2000).")] = None,
+    batch_size: Annotated[
+        Optional[int], typer.Option(help="Samples per iteration (default: 8 on CUDA, 4 else).")
+    ] = None,
+    size: Annotated[
+        Optional[int], typer.Option(help="Long side of the training samples in px (default: 256 on CUDA, 128 else).")
+    ] = None,
+    learning_rate: Annotated[Optional[float], typer.Option(help="Adam's step size (default 0.002).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of the training draws (default: the recipe's).")] = None,
+    device: Annotated[
+        Optional[str], typer.Option(help="cpu, cuda or mps. Default: CUDA if available, else MPS, else CPU.")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from OUTPUT's checkpoint where it stopped.", metavar=FLAG)
+    ] = False,
+    checkpoint_every: Annotated[
+        Optional[int], typer.Option(help="Write the model and a checkpoint every N iterations (default 250).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary.", metavar=FLAG)] = False,
+) -> None:
+    """Train a texture generator for a recipe, against the recipe's own losses, and write it as a model file.
+
+    Checkpoints (OUTPUT.checkpoint.safetensors) are written every
+    --checkpoint-every iterations and at the end; --resume continues from one.
+    Ctrl-C writes a usable model and its checkpoint, and exits with 130.
+    """
+    for option, value in (("--iterations", iterations), ("--batch-size", batch_size), ("--size", size)):
+        at_least(option, value)
+    at_least("--checkpoint-every", checkpoint_every)
+    if learning_rate is not None and not (math.isfinite(learning_rate) and learning_rate > 0):
+        raise TexsynthError(f"--learning-rate: must be a number > 0, got {learning_rate}")
+    if seed is not None and seed < 0:
+        raise TexsynthError(f"--seed: must be 0 or more, got {seed}")
+    checked_device(device)
+    given: dict[str, Any] = {
+        "iterations": iterations,
+        "batch_size": batch_size,
+        "size": size,
+        "learning_rate": learning_rate,
+        "seed": seed,
+        "checkpoint_every": checkpoint_every,
+    }
+    options = TrainingOptions(**{name: value for name, value in given.items() if value is not None})
+    with open_recipe(recipe, out_dir=DEFAULT_OUT_DIR) as opened:
+        chosen = pick_device(device)
+        with _training_bar(quiet) as on_iteration:
+            trained = train(
+                opened.recipe,
+                output=output,
+                device=chosen,
+                options=options,
+                resume=resume,
+                on_iteration=on_iteration,
+                source=opened.source,
+            )
+    seconds = trained.model.training.get("seconds", trained.seconds)
+    if trained.interrupted:
+        stderr_console().print(
+            f"interrupted after {trained.iterations} iterations: wrote a usable model to {trained.path}; "
+            f"continue with --resume"
+        )
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if not quiet:
+        history = trained.model.training.get("history") or [{}]
+        losses = ", ".join(f"{name} {value:.4g}" for name, value in history[-1].items() if name != "iteration")
+        stderr_console().print(
+            f"wrote {trained.path} ({trained.iterations} iterations on {chosen} in {_duration(seconds)}; {losses})"
+        )
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes}:{rest:02d}" if minutes else f"{seconds:.1f} s"
+
+
+@contextmanager
+def _training_bar(quiet: bool) -> Iterator[Callable[[TrainingReport], None] | None]:
+    """iteration / total, iterations per second, elapsed, ETA and the loss terms."""
+    if quiet:
+        yield None
+        return
+    progress = bar("training", before=("rate",), after=("losses",))
+    task: Any = None
+    last_values = 0.0
+
+    def on_iteration(report: TrainingReport) -> None:
+        nonlocal task, last_values
+        if task is None:
+            task = progress.add_task(
+                "training", total=report.iterations, completed=report.resumed_from, rate="", losses=""
+            )
+            progress.start()
+        fields: dict[str, Any] = {}
+        now = time.monotonic()
+        if now - last_values > VALUES_EVERY or report.iteration == report.iterations:
+            last_values = now
+            done = report.iteration - report.resumed_from
+            fields = {"losses": loss_text(report.values()), "rate": f"{done / max(report.elapsed, 1e-9):.2f} it/s"}
+        progress.update(task, completed=report.iteration, **fields)
+
+    try:
+        yield on_iteration
+    finally:
+        progress.stop()
+
+
+def parse_blend(text: str) -> dict[str, float]:
+    """``"starry_night:0.3,the_scream:0.7"`` -> {starry_night: 0.3, the_scream: 0.7}; each weight > 0."""
+    blend: dict[str, float] = {}
+    for part in text.split(","):
+        name, colon, weight = part.strip().rpartition(":")
+        try:
+            value = float(weight)
+        except ValueError:
+            value = math.nan
+        if not colon or not name or not (math.isfinite(value) and value > 0):
+            raise TexsynthError(f"--blend: must be style:weight pairs with weights > 0, like a:0.3,b:0.7; got {text!r}")
+        if name in blend:
+            raise TexsynthError(f"--blend: {name!r} is named twice")
+        blend[name] = value
+    return blend
+
+
+def sample_command(
+    model: Annotated[Path, typer.Argument(help=f"A texture model ({MODEL_SUFFIX}) made by texsynth train.")],
+    count: Annotated[int, typer.Option(help="How many samples (indices 0 to COUNT-1).")],
+    out: Annotated[Path, typer.Option(help="Output folder: one PNG per sample, manifest.json, contact-sheet.png.")],
+    size: Annotated[
+        Optional[str], typer.Option(help="Long side (e.g. 512) or WIDTHxHEIGHT; default: the recipe's size.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Sample i's seed derives from this and i.")] = 0,
+    blend: Annotated[
+        Optional[str], typer.Option(help="Style weights, e.g. starry_night:0.3,the_scream:0.7 (default: the recipe's).")
+    ] = None,
+    batch_size: Annotated[
+        Optional[int], typer.Option(help="Samples per forward pass on a GPU (default 64); the CPU makes one at a time.")
+    ] = None,
+    device: Annotated[
+        Optional[str], typer.Option(help="cpu, cuda or mps. Default: CUDA if available, else MPS, else CPU.")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace another model's samples found in the folder.", metavar=FLAG)
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary.", metavar=FLAG)] = False,
+) -> None:
+    """Make COUNT textures from a trained model, each in one forward pass, into a folder like texsynth batch.
+
+    Sample i is the same image whatever batch makes it (on one device). Run
+    the same command again to finish an interrupted folder: samples already
+    there are skipped.
+    """
+    at_least("--count", count)
+    at_least("--batch-size", batch_size)
+    if seed < 0:
+        raise TexsynthError(f"--seed: must be 0 or more, got {seed}")
+    checked_device(device)
+    weights = parse_blend(blend) if blend is not None else None
+    sides = parse_size(size) if size is not None else None
+    problem = folder_problem(out)
+    if problem:
+        raise TexsynthError(f"--out: {problem}")
+    chosen = pick_device(device)
+    width, height = _sample_size(model, sides)
+    counter = _SampleCounter(show=not quiet, total=count)
+    try:
+        report = sample_folder(
+            model,
+            out=out,
+            count=count,
+            width=width,
+            height=height,
+            seed=seed,
+            blend=weights,
+            device=chosen,
+            batch_size=batch_size,
+            force=force,
+            on_sample=counter,
+        )
+    finally:
+        counter.stop()
+    if not quiet:
+        each = f"; {1000 * report.seconds / len(report.made):.0f} ms a sample" if report.made else ""
+        stderr_console().print(
+            f"{out}: made {len(report.made)} samples ({width}x{height}), {len(report.skipped)} already there, "
+            f"on {chosen} in {report.seconds:.1f} s{each}"
+        )
+
+
+def _sample_size(model: Path, sides: int | list[int] | None) -> tuple[int, int]:
+    if isinstance(sides, list):
+        return sides[0], sides[1]
+    if isinstance(sides, int):
+        return sides, sides
+    recipe_size = load_model(model).recipe.get("size", 256)
+    if isinstance(recipe_size, list) and len(recipe_size) == 2 and all(type(s) is int for s in recipe_size):
+        return recipe_size[0], recipe_size[1]
+    return (recipe_size, recipe_size) if type(recipe_size) is int else (256, 256)
+
+
+class _SampleCounter:
+    def __init__(self, *, show: bool, total: int) -> None:
+        self.bar = bar("sampling", before=("rate",)) if show else None
+        self.task = self.bar.add_task("sampling", total=total, rate="") if self.bar is not None else None
+        self.started = time.monotonic()
+        self.count = 0
+
+    def __call__(self, tile: Tile) -> None:
+        self.count += 1
+        if self.bar is None or self.task is None:
+            return
+        if not self.bar.live.is_started:
+            self.bar.start()
+        seconds = max(time.monotonic() - self.started, 1e-9)
+        self.bar.update(self.task, advance=1, rate=f"{self.count / seconds:.1f} samples/s")
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def is_model_file(path: Path) -> bool:
+    return Path(path).name.endswith(MODEL_SUFFIX)
+
+
+def show_model(path: Path, *, as_json: bool) -> None:
+    """What a model file says about itself: YAML comments, then the recipe it was trained from."""
+    model = load_model(path)
+    facts = model.describe()
+    if as_json:
+        typer.echo(json.dumps(facts, indent=2))
+        return
+    training = model.training
+    history = training.get("history") or [{}]
+    last = history[-1] if isinstance(history[-1], dict) else {}
+    options = training.get("options") if isinstance(training.get("options"), dict) else {}
+    blend = ", ".join(f"{name} {weight:.3g}" for name, weight in zip(model.styles, model.blend))
+    network = facts["architecture"].get("kind")
+    lines = [
+        f"{path}",
+        f"a {model.kind} model ({network}) made by texsynth {model.versions.get('texsynth')}, "
+        f"torch {model.versions.get('torch')}; sha256 {model.sha256}",
+        f"styles: {blend} (the default blend; texsynth sample --blend picks others)",
+        f"architecture: {json.dumps(facts['architecture'])}",
+        f"trained {training.get('iterations')} iterations on {training.get('device')} in "
+        f"{training.get('seconds')} s: {json.dumps(options)}",
+        "final losses: " + ", ".join(f"{k} {v}" for k, v in last.items() if k != "iteration"),
+        "inputs:",
+        *(f"  {name}  sha256 {digest}" for name, digest in model.inputs.items()),
+    ]
+    # Every line comes from the file: escaped to one line each and commented out, so
+    # `texsynth show MODEL > recipe.yaml` holds the trained recipe and nothing more.
+    typer.echo("\n".join(f"# {one_line(line)}" for line in lines))
+    typer.echo(yaml.safe_dump(model.recipe, sort_keys=False), nl=False)
