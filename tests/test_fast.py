@@ -242,7 +242,7 @@ def test_sample_folders_carry_provenance_and_resume(brick_model, tmp_path):
     assert (out / "tile-00000.png").stat().st_mtime_ns == kept
     meta = read_metadata(out / "tile-00002.png")
     assert meta["model"]["sha256"] == trained.model.sha256 and meta["blend"] == {"brick": 1.0}
-    assert meta["seed"] == tile_seed(0, 2) and meta["recipe"]["tileable"] is True
+    assert meta["seed"] == tile_seed(0, 2) and meta["model"]["recipe"]["tileable"] is True
     manifest = json.loads((out / "manifest.json").read_text())
     assert [e["index"] for e in manifest["tiles"]] == [0, 1, 2] and manifest["model"]["sha256"] == trained.model.sha256
     assert (out / "contact-sheet.png").exists()

@@ -29,6 +29,9 @@ from .errors import TexsynthError
 from .io import read_metadata, sha256
 from .recipe import Recipe, parse_recipe
 
+#: What outputs of the feed-forward path record as ``made_by``: they come from a model, not a recipe.
+FEED_FORWARD_COMMANDS = ("sample", "apply")
+
 
 def output_metadata(
     recipe: Recipe,
@@ -99,6 +102,12 @@ def read_provenance(path: Path) -> dict[str, Any]:
     """The metadata embedded in the output image ``path``; a clean error if it has none."""
     path = Path(path)
     metadata = read_metadata(path)
+    made_by = metadata.get("made_by") if metadata is not None else None
+    if made_by in FEED_FORWARD_COMMANDS:
+        raise TexsynthError(
+            f"{path}: made by texsynth {made_by} from a trained model, not by a recipe; "
+            f"make it again with texsynth {made_by} (texsynth show prints the model and settings)"
+        )
     if metadata is None or not isinstance(metadata.get("recipe"), dict):
         raise TexsynthError(
             f"{path}: no texsynth recipe embedded in this image (not made by texsynth, or re-saved by another program)"

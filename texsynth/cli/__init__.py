@@ -22,6 +22,7 @@ COMMANDS = (
     ("tile-preview", tiles.tile_preview_command),
     ("train", fast.train_command),
     ("sample", fast.sample_command),
+    ("apply", fast.apply_command),
 )
 
 for _name, _command in COMMANDS:

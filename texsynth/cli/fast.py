@@ -1,4 +1,4 @@
-"""The feed-forward commands: ``train`` (a network from a recipe) and ``sample`` (textures from a model).
+"""The feed-forward commands: ``train`` (a network from a recipe), ``sample`` (textures) and ``apply`` (photos).
 
 Thin like the rest of the CLI: options are checked and parsed here, the work
 is done by :mod:`texsynth.fast`; ``cli/__init__.py`` registers them. ``show``
@@ -20,11 +20,16 @@ import yaml
 
 from ..api import pick_device
 from ..errors import TexsynthError, one_line
+from ..fast.apply import MIN_TILE, apply_to_files
+from ..fast.loop import TrainingReport
 from ..fast.model_file import MODEL_SUFFIX, load_model
 from ..fast.sample import sample_folder
-from ..fast.train import TrainingOptions, TrainingReport, train
+from ..fast.train import TrainingOptions, train
+from ..io import read_metadata
+from ..provenance import FEED_FORWARD_COMMANDS
+from ..recipe import PreserveColour
 from ..sources import DEFAULT_OUT_DIR, open_recipe
-from ..tile_folder import Tile, folder_problem
+from ..tile_folder import folder_problem
 from .common import EXIT_INTERRUPTED, FLAG, at_least, checked_device, parse_size, stderr_console
 from .progress import VALUES_EVERY, bar, loss_text
 
@@ -50,9 +55,17 @@ def train_command(
     checkpoint_every: Annotated[
         Optional[int], typer.Option(help="Write the model and a checkpoint every N iterations (default 250).")
     ] = None,
+    content_dir: Annotated[
+        Optional[Path],
+        typer.Option(help="Photos to train a transfer network on (jpg, png, webp; searched recursively)."),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary.", metavar=FLAG)] = False,
 ) -> None:
-    """Train a texture generator for a recipe, against the recipe's own losses, and write it as a model file.
+    """Train a network for a recipe, against the recipe's own losses, and write it as a model file.
+
+    A texture recipe trains a generator (texsynth sample makes tiles with it);
+    a recipe with a content image trains a transfer network on random crops of
+    the photos under --content-dir (texsynth apply stylizes photos with it).
 
     Checkpoints (OUTPUT.checkpoint.safetensors) are written every
     --checkpoint-every iterations and at the end; --resume continues from one.
@@ -83,6 +96,7 @@ def train_command(
                 output=output,
                 device=chosen,
                 options=options,
+                content_dir=content_dir,
                 resume=resume,
                 on_iteration=on_iteration,
                 source=opened.source,
@@ -97,8 +111,11 @@ def train_command(
     if not quiet:
         history = trained.model.training.get("history") or [{}]
         losses = ", ".join(f"{name} {value:.4g}" for name, value in history[-1].items() if name != "iteration")
+        photos = trained.model.training.get("photos")
+        seen = f"; {photos['count']} photos, {photos['skipped']} unreadable files skipped" if photos else ""
         stderr_console().print(
-            f"wrote {trained.path} ({trained.iterations} iterations on {chosen} in {_duration(seconds)}; {losses})"
+            f"wrote {trained.path} ({trained.iterations} iterations on {chosen} in {_duration(seconds)}; "
+            f"{losses}{seen})"
         )
 
 
@@ -232,20 +249,23 @@ def _sample_size(model: Path, sides: int | list[int] | None) -> tuple[int, int]:
 
 
 class _SampleCounter:
-    def __init__(self, *, show: bool, total: int) -> None:
-        self.bar = bar("sampling", before=("rate",)) if show else None
-        self.task = self.bar.add_task("sampling", total=total, rate="") if self.bar is not None else None
+    """A bar of samples or photos done / total, per second, ETA."""
+
+    def __init__(self, *, show: bool, total: int, label: str = "sampling", unit: str = "samples") -> None:
+        self.bar = bar(label, before=("rate",)) if show else None
+        self.task = self.bar.add_task(label, total=total, rate="") if self.bar is not None else None
         self.started = time.monotonic()
         self.count = 0
+        self.unit = unit
 
-    def __call__(self, tile: Tile) -> None:
+    def __call__(self, done: object) -> None:
         self.count += 1
         if self.bar is None or self.task is None:
             return
         if not self.bar.live.is_started:
             self.bar.start()
         seconds = max(time.monotonic() - self.started, 1e-9)
-        self.bar.update(self.task, advance=1, rate=f"{self.count / seconds:.1f} samples/s")
+        self.bar.update(self.task, advance=1, rate=f"{self.count / seconds:.1f} {self.unit}/s")
 
     def stop(self) -> None:
         if self.bar is not None:
@@ -285,3 +305,99 @@ def show_model(path: Path, *, as_json: bool) -> None:
     # `texsynth show MODEL > recipe.yaml` holds the trained recipe and nothing more.
     typer.echo("\n".join(f"# {one_line(line)}" for line in lines))
     typer.echo(yaml.safe_dump(model.recipe, sort_keys=False), nl=False)
+
+
+def show_feed_forward_output(path: Path, *, as_json: bool) -> bool:
+    """``show`` of a sample or a stylized photo: the model, settings and input that made it (False: not one)."""
+    meta = read_metadata(path)
+    if meta is None or meta.get("made_by") not in FEED_FORWARD_COMMANDS:
+        return False
+    if as_json:
+        typer.echo(json.dumps(meta, indent=2))
+        return True
+    model: dict[str, Any] = meta["model"] if isinstance(meta.get("model"), dict) else {}
+    settings = {
+        key: meta.get(key) for key in ("blend", "size", "seed", "input", "preserve_colour", "tile") if key in meta
+    }
+    lines = [
+        f"{path}",
+        f"made by texsynth {meta.get('made_by')} (texsynth {meta.get('texsynth')}, torch {meta.get('torch')}, "
+        f"on {meta.get('device')})",
+        f"model: {model.get('path')}  sha256 {model.get('sha256')}",
+        f"settings: {json.dumps(settings)}",
+        "the recipe the model was trained from:",
+    ]
+    typer.echo("\n".join(f"# {one_line(line)}" for line in lines))
+    recipe = model.get("recipe")
+    typer.echo(yaml.safe_dump(recipe if isinstance(recipe, dict) else {}, sort_keys=False), nl=False)
+    return True
+
+
+def apply_command(
+    model: Annotated[Path, typer.Argument(help=f"A transfer model ({MODEL_SUFFIX}) made by texsynth train.")],
+    photos: Annotated[list[Path], typer.Argument(help="Photos to stylize (jpg, png, webp, ...).", show_default=False)],
+    output: Annotated[
+        Optional[Path], typer.Option("-o", "--output", help="For one photo: the file to write (.png, .jpg, .webp).")
+    ] = None,
+    out: Annotated[
+        Optional[Path], typer.Option(help="For several photos: the folder, one PHOTO-NAME.png each.")
+    ] = None,
+    blend: Annotated[
+        Optional[str], typer.Option(help="Style weights, e.g. starry_night:0.7,the_scream:0.3 (default: the recipe's).")
+    ] = None,
+    preserve_colour: Annotated[
+        str,
+        typer.Option(
+            help="luminance keeps the photo's colours; none paints it in the styles'.", metavar="[none|luminance]"
+        ),
+    ] = "none",
+    tile: Annotated[
+        Optional[int], typer.Option(help="Stylize in overlapping tiles of this side (automatic above ~4 megapixels).")
+    ] = None,
+    batch_size: Annotated[
+        Optional[int], typer.Option(help="Photos of one size per forward pass on a GPU (default 64).")
+    ] = None,
+    device: Annotated[
+        Optional[str], typer.Option(help="cpu, cuda or mps. Default: CUDA if available, else MPS, else CPU.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary.", metavar=FLAG)] = False,
+) -> None:
+    """Stylize photos with a trained transfer network, each in one forward pass, at exactly its own size."""
+    at_least("--batch-size", batch_size)
+    at_least("--tile", tile, MIN_TILE)
+    checked_device(device)
+    if preserve_colour not in ("none", "luminance"):
+        raise TexsynthError(f"--preserve-colour: must be none or luminance, got {preserve_colour!r}")
+    if output is not None and out is not None:
+        raise TexsynthError("-o/--output and --out: give one (a file for one photo, a folder for several)")
+    if output is None and out is None:
+        raise TexsynthError("--out: give a folder for the results (or -o FILE for one photo)")
+    if output is None and out is not None:
+        problem = folder_problem(out)
+        if problem:
+            raise TexsynthError(f"--out: {problem}")
+    weights = parse_blend(blend) if blend is not None else None
+    chosen = pick_device(device)
+    counter = _SampleCounter(show=not quiet, total=len(photos), label="stylizing", unit="photos")
+    try:
+        applied = apply_to_files(
+            model,
+            photos,
+            out_dir=out,
+            output=output,
+            blend=weights,
+            preserve_colour=PreserveColour(preserve_colour),
+            tile=tile,
+            device=chosen,
+            batch_size=batch_size,
+            on_photo=counter,
+        )
+    finally:
+        counter.stop()
+    if not quiet:
+        where = applied.outputs[0] if output is not None else out
+        each = 1000 * applied.seconds / max(len(applied.outputs), 1)
+        stderr_console().print(
+            f"wrote {where} ({len(applied.outputs)} photos on {chosen} in {applied.seconds:.1f} s; "
+            f"{each:.0f} ms a photo)"
+        )

@@ -21,7 +21,7 @@ from ..schema import recipe_schema
 from ..sources import DEFAULT_OUT_DIR, validate
 from ..starter import parse_style, write_starter
 from .common import EXIT_BAD_INPUT, FLAG
-from .fast import is_model_file, show_model
+from .fast import is_model_file, show_feed_forward_output, show_model
 
 
 def validate_command(
@@ -106,6 +106,8 @@ def show_command(
     """Print the recipe, seed, versions and input hashes embedded in an output image or a model."""
     if is_model_file(image):
         show_model(image, as_json=as_json)
+        return
+    if show_feed_forward_output(image, as_json=as_json):
         return
     provenance = describe(image)
     meta = provenance.metadata

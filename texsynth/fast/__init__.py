@@ -8,7 +8,7 @@ several styles and every blend of them.
 
 - :mod:`.networks`: the texture generator and its conditional instance norm;
 - :mod:`.data`: noise from seeds, the blends a batch trains on;
-- :mod:`.train`: the training loop, checkpoints, resume;
+- :mod:`.train`: what a recipe trains, one iteration; :mod:`.loop`: checkpoints, resume, stopping;
 - :mod:`.model_file`: model files (safetensors + JSON; loading never runs code);
 - :mod:`.sample`: textures from a model, and folders of them like ``texsynth batch``.
 
@@ -16,15 +16,17 @@ This package uses the core (targets, graph, losses, features, io); the core
 never imports it.
 """
 
+from .loop import Trained, TrainingReport
 from .model_file import FastModel, load_model, save_model
-from .networks import ConditionalInstanceNorm, TextureGenerator
+from .networks import ConditionalInstanceNorm, TextureGenerator, TransferNetwork
 from .sample import blend_weights, sample, sample_folder, sample_images
-from .train import Trained, TrainingOptions, TrainingReport, train
+from .train import TrainingOptions, train
 
 __all__ = [
     "ConditionalInstanceNorm",
     "FastModel",
     "TextureGenerator",
+    "TransferNetwork",
     "Trained",
     "TrainingOptions",
     "TrainingReport",

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from .._version import __version__
 from ..errors import TexsynthError
 from ..io import atomic_write, sha256
-from .networks import TextureGenerator, texture_generator_from
+from .networks import TextureGenerator, TransferNetwork, texture_generator_from, transfer_network_from
 
 MODEL_FORMAT = "texsynth-model"
 #: The model format this texsynth reads and writes; a newer one is refused by name.
@@ -262,7 +262,7 @@ def _model_from(path: Path, header: Mapping[str, str], tensors: Mapping[str, Ten
 
 
 def _network_from(architecture: Mapping[str, Any]) -> Network:
-    builders = {TextureGenerator.kind: texture_generator_from}
+    builders = {TextureGenerator.kind: texture_generator_from, TransferNetwork.kind: transfer_network_from}
     kind = architecture.get("kind")
     if kind not in builders:
         raise TexsynthError(f"architecture: unknown network {kind!r}")

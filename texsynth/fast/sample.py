@@ -169,7 +169,7 @@ def sample_folder(
     replacing = force and (read_manifest(out) or {}).get("identity") not in (None, identity)
     report = SampleReport(folder=out, wanted=count, skipped=sorted(done))
     provenance = _provenance(model, weights, width, height)
-    made_by = {"model": provenance["model"], "blend": provenance["blend"], "size": provenance["size"]}
+    made_by = {"model": _without(provenance["model"], "recipe"), "blend": provenance["blend"], "size": [width, height]}
     update_manifest(out, model.recipe, identity, [done[i] for i in report.skipped], replace=replacing, extra=made_by)
     todo = [index for index in range(count) if index not in done]
     chunk_size = batch_size or (GPU_BATCH if torch.device(device).type != "cpu" else 8)
@@ -209,13 +209,17 @@ def sample_identity(model: FastModel, width: int, height: int, weights: Sequence
 
 
 def _provenance(model: FastModel, weights: Sequence[float], width: int, height: int) -> dict[str, Any]:
+    """What a sample carries: the model (path, hash, the recipe it was trained from), blend and size."""
     return {
         "texsynth": __version__,
         "torch": torch.__version__,
-        "model": {"path": str(model.path), "sha256": model.sha256, "kind": model.kind},
+        "made_by": "sample",
+        "model": {"path": str(model.path), "sha256": model.sha256, "kind": model.kind, "recipe": model.recipe},
         "blend": dict(zip(model.styles, weights)),
         "size": [width, height],
-        "recipe": model.recipe,
-        "inputs": model.inputs,
         "losses": {},
     }
+
+
+def _without(data: Mapping[str, Any], key: str) -> dict[str, Any]:
+    return {name: value for name, value in data.items() if name != key}

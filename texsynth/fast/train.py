@@ -1,62 +1,57 @@
 """Training a feed-forward network from a recipe, against the recipe's own loss graph.
 
+A recipe without a content image trains a texture generator from noise
+(Ulyanov et al. 2016/2017); one with a content image trains an image
+transformation network on crops of a folder of photos (Johnson et al. 2016),
+the recipe's content image being its example. Several styles train one
+network with conditional instance normalization (Dumoulin et al. 2017): each
+batch draws its blend (pure styles, the recipe's own, random mixtures).
+
 The loss is the optimization path's: :func:`texsynth.targets.compile_at`
 builds the recipe's graph at the recipe's own output size (so the style's
-features are as large on a sample as on an optimized image), and every batch
-the generator's output is scored by it, re-blended to the batch's style
-weights (:meth:`~texsynth.graph.LossGraph.set_blend`) and, for transfer
-networks, with each photo's own content target. Nothing here computes a loss
-of its own. Training crops may be smaller than the recipe's size: the
-networks are convolutional and the Gram and sliced-Wasserstein statistics are
+features are as large on a network's output as on an optimized image), and
+every batch is scored by it, re-blended to the batch's weights
+(:meth:`~texsynth.graph.LossGraph.set_blend`) and, for transfer networks,
+compared with each photo's own content features
+(:meth:`~texsynth.graph.LossGraph.set_content_targets`). Nothing here computes
+a loss of its own. Training crops may be smaller than the recipe's size: the
+networks are convolutional, and Gram and sliced-Wasserstein statistics are
 averages over positions.
 
-The loop (Ulyanov et al. 2016; Johnson et al. 2016):
+One iteration:
 
-1. draw the batch's blend and inputs from (seed, iteration) alone;
+1. draw the batch's blend, its inputs (noise, or photo crops) and the random
+   projections from (seed, iteration) alone;
 2. run the network, then VGG19 (circular for tileable recipes), then the graph;
-3. one Adam step on the mean loss;
-4. report; every ``checkpoint_every`` iterations and at the end, write the
-   model and a checkpoint atomically.
+3. one Adam step on the batch-mean loss.
 
-Ctrl-C (or SIGTERM) finishes the iteration in hand, writes a usable model and
-checkpoint and returns ``interrupted``; a NaN or infinite loss stops the run,
-keeps the last good checkpoint and raises. ``resume`` continues from the
-checkpoint; on the CPU the result equals an uninterrupted run bit for bit.
+:mod:`.loop` reports, checkpoints, resumes and stops cleanly around it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-import signal
-import threading
-import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 import torch
 from torch import Tensor
 
-from .._version import __version__
 from ..api import output_size
 from ..errors import TexsynthError, located
+from ..graph import LossGraph, content_targets
 from ..io import sha256, writable_problem
 from ..provenance import recipe_identity
-from ..recipe import Recipe
+from ..recipe import PreserveColour, Recipe
 from ..targets import compile_at, make_extractor
-from .data import batch_noise, iteration_generator, training_blend
-from .model_file import (
-    MODEL_SUFFIX,
-    FastModel,
-    checkpoint_path,
-    load_checkpoint,
-    save_checkpoint,
-    save_model,
-    style_names,
-)
-from .networks import Padding, TextureGenerator
+from .data import PhotoFolder, batch_noise, iteration_generator, training_blend
+from .loop import Record, Trained, TrainingReport, resume_from, run_iterations
+from .model_file import MODEL_SUFFIX, FastModel, checkpoint_path, style_names
+from .networks import Padding, TextureGenerator, TransferNetwork
+
+__all__ = ["Trained", "TrainingOptions", "TrainingReport", "check_model_output", "train"]
 
 
 @dataclass(frozen=True)
@@ -76,8 +71,7 @@ class TrainingOptions:
     def resolved(self, recipe: Recipe, device: torch.device, stride: int) -> TrainingOptions:
         """Every default filled in for ``device``, every value checked (messages name the parameter)."""
         cuda = device.type == "cuda"
-        long_side = max(output_size_of(recipe))
-        size = self.size if self.size is not None else min(256 if cuda else 128, long_side)
+        size = self.size if self.size is not None else min(256 if cuda else 128, max(recipe_size(recipe)))
         options = replace(
             self,
             batch_size=self.batch_size if self.batch_size is not None else (8 if cuda else 4),
@@ -92,64 +86,18 @@ class TrainingOptions:
             raise TexsynthError(f"learning_rate: must be a number > 0, got {options.learning_rate}")
         if size % stride:
             raise TexsynthError(
-                f"size: {size} px: training samples need sides divisible by {stride}, the generator's stride"
+                f"size: {size} px: training samples need sides divisible by {stride}, the network's stride"
             )
         return options
 
 
-def output_size_of(recipe: Recipe) -> tuple[int, int]:
+def recipe_size(recipe: Recipe) -> tuple[int, int]:
+    """(width, height) the recipe asks for: the style's scale on a network's output is set for this size."""
     return recipe.output_size(None) if recipe.content is None else output_size(recipe)
 
 
-@dataclass(frozen=True)
-class TrainingReport:
-    """One finished iteration. ``losses`` are the loss terms' batch means, still on the device."""
-
-    iteration: int
-    iterations: int
-    losses: Mapping[str, Tensor]
-    elapsed: float
-    #: The iteration this run started after (0, or where it resumed).
-    resumed_from: int = 0
-
-    def values(self) -> dict[str, float]:
-        """Loss terms as floats: a sync point, call it only when reporting."""
-        values = {name: float(loss.detach()) for name, loss in self.losses.items()}
-        values["total"] = sum(values.values())
-        return values
-
-
-@dataclass(frozen=True)
-class Trained:
-    path: Path
-    model: FastModel
-    iterations: int  # done, over all runs of this training
-    interrupted: bool
-    seconds: float  # this run's
-    resumed_from: int = 0
-    checkpoint: Path | None = None
-
-
-@dataclass
-class _Record:
-    """What the model file says about its training: options, time, device, the loss every so often."""
-
-    options: dict[str, Any]
-    device: str
-    seconds: float = 0.0
-    iterations: int = 0
-    history: list[dict[str, float]] = field(default_factory=list)
-
-    def add(self, iteration: int, values: Mapping[str, float]) -> None:
-        self.history.append({"iteration": iteration, **{k: round(v, 6) for k, v in values.items()}})
-
-
-#: Loss values kept in a model's training record (one every iterations/HISTORY_POINTS).
-HISTORY_POINTS = 100
-
-
 def check_model_output(path: Path) -> Path:
-    """The model path, after making sure it can be written (nothing is created)."""
+    """The model path, after making sure it (and its checkpoint) can be written (nothing is created)."""
     path = Path(path)
     if not path.name.endswith(MODEL_SUFFIX):
         raise TexsynthError(f"{path}: output: a model file must end in {MODEL_SUFFIX}")
@@ -159,63 +107,110 @@ def check_model_output(path: Path) -> Path:
     return path
 
 
+class _Task(Protocol):
+    """What one kind of network trains on: its inputs per batch, and the content targets they bring."""
+
+    @property
+    def network(self) -> torch.nn.Module: ...
+
+    def inputs(self, batch: int, size: int, draws: torch.Generator, device: torch.device) -> list[Tensor] | Tensor: ...
+
+    def prepare(self, graph: LossGraph, inputs: list[Tensor] | Tensor) -> None: ...
+
+
+class _Textures:
+    """A texture generator: noise in, the style's statistics as the only target."""
+
+    def __init__(self, recipe: Recipe) -> None:
+        padding: Padding = "circular" if recipe.tileable else "zeros"
+        self.network = TextureGenerator(styles=len(recipe.styles), padding=padding)
+
+    def inputs(self, batch: int, size: int, draws: torch.Generator, device: torch.device) -> list[Tensor]:
+        return [z.to(device) for z in batch_noise(self.network.noise_shapes(size, size), batch, draws)]
+
+    def prepare(self, graph: LossGraph, inputs: list[Tensor] | Tensor) -> None:
+        pass
+
+
+class _Transfers:
+    """A transformation network: photo crops in, each compared with its own content features."""
+
+    def __init__(self, recipe: Recipe, photos: PhotoFolder, extract: Callable[[Tensor], dict[str, Tensor]]) -> None:
+        self.network = TransferNetwork(styles=len(recipe.styles))
+        self.photos = photos
+        self.extract = extract
+        assert recipe.content is not None
+        self.layers = list(recipe.content.layers)
+
+    def inputs(self, batch: int, size: int, draws: torch.Generator, device: torch.device) -> Tensor:
+        return self.photos.batch(batch, size, draws).to(device)
+
+    def prepare(self, graph: LossGraph, inputs: list[Tensor] | Tensor) -> None:
+        assert isinstance(inputs, Tensor)
+        graph.set_content_targets(content_targets(self.extract, inputs, self.layers))
+
+
 def train(
     recipe: Recipe,
     *,
     output: Path,
     device: str | torch.device = "cpu",
     options: TrainingOptions = TrainingOptions(),
+    content_dir: Path | None = None,
     resume: bool = False,
     on_iteration: Callable[[TrainingReport], None] | None = None,
     source: str = "recipe",
 ) -> Trained:
-    """Train a texture generator for ``recipe`` (a recipe without a content image) and write it to ``output``.
+    """Train a network for ``recipe`` and write it to ``output`` (a ``.safetensors`` model file).
 
-    Returns the model as written. See the module docstring for the loop, its
-    checkpoints, Ctrl-C and NaN handling.
+    A texture recipe trains a generator; a recipe with a content image trains
+    a transformation network on the photos under ``content_dir``. Returns the
+    model as written. See :mod:`.loop` for checkpoints, Ctrl-C and NaN handling.
     """
     device = torch.device(device)
     output = check_model_output(output)
-    _check_trainable(recipe, source)
-    styles = len(recipe.styles)
-    padding: Padding = "circular" if recipe.tileable else "zeros"
+    photos = _check_trainable(recipe, content_dir, source)
     seed = options.seed if options.seed is not None else recipe.seed
+    extractor = make_extractor(recipe, device)
+    padding = "circular" if recipe.tileable else "zeros"
     with torch.random.fork_rng(devices=[]):  # the initial weights from the seed, the caller's RNG untouched
         torch.manual_seed(seed)
-        network = TextureGenerator(styles=styles, padding=padding)
-    options = options.resolved(recipe, device, network.stride)
+        task: _Task = _Textures(recipe) if photos is None else _Transfers(recipe, photos, extractor)
+    network = task.network
+    options = options.resolved(recipe, device, network.stride)  # type: ignore[arg-type]
+    assert options.size is not None and options.batch_size is not None and options.seed is not None
+    size, batch, seed = options.size, options.batch_size, options.seed
     checkpoint_file = checkpoint_path(output)
-    identity = {"recipe": recipe_identity(recipe), "architecture": network.architecture()}
+    identity = {"recipe": recipe_identity(recipe), "architecture": network.architecture()}  # type: ignore[operator]
 
     # 1. The network, its optimizer and, when resuming, where the last run stopped.
     network.to(device)
     optimizer = torch.optim.Adam(network.parameters(), lr=options.learning_rate)
-    record = _Record(options=asdict(options), device=str(device))
+    record = Record(options=asdict(options), device=str(device), notes=_notes(photos))
     start = 0
     if resume:
-        start, record = _resume(checkpoint_file, network, optimizer, identity, options, source)
+        start, record = resume_from(
+            checkpoint_file, network, optimizer, identity=identity, options=asdict(options), source=source
+        )
     model = _model(recipe, network, record)
 
-    # 2. The recipe's own loss graph, at the recipe's size; VGG19 as the optimization path sets it up.
-    extractor = make_extractor(recipe, device)
-    graph = compile_at(recipe, extractor, *output_size_of(recipe)).graph
+    # 2. The recipe's own loss graph at the recipe's size, over VGG19 set up as the optimization path sets it.
+    graph = compile_at(recipe, extractor, *recipe_size(recipe)).graph
     recipe_weights = [style.weight for style in recipe.styles]
-    assert options.size is not None and options.batch_size is not None and options.seed is not None
-    size, batch, seed = options.size, options.batch_size, options.seed
-    shapes = network.noise_shapes(size, size)
     autocast = extractor.autocast
 
     def step(iteration: int) -> dict[str, Tensor]:
-        # 1. The batch: its blend, its noise, its projections, from (seed, iteration) alone.
+        # 1. The batch: its blend, inputs and projections, from (seed, iteration) alone.
         draws = iteration_generator(seed, iteration)
         weights = training_blend(recipe_weights, draws)
         graph.set_blend(weights)
         graph.reseed_random_terms(seed * 31 + iteration)
-        noise = [z.to(device) for z in batch_noise(shapes, batch, draws)]
+        inputs = task.inputs(batch, size, draws, device)
+        task.prepare(graph, inputs)
         blend = torch.tensor([weights], dtype=torch.float32, device=device).expand(batch, -1)
         # 2. Network, VGG19, the recipe's graph.
         with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
-            image = network(noise, blend)
+            image = network(inputs, blend)
         losses = {name: value.mean() for name, value in graph(extractor(image.float(), padding=padding)).items()}
         # 3. One step on their sum.
         optimizer.zero_grad(set_to_none=True)
@@ -223,10 +218,11 @@ def train(
         optimizer.step()
         return {name: value.detach() for name, value in losses.items()}
 
-    return _loop(
+    return run_iterations(
         step,
         start=start,
-        options=options,
+        iterations=options.iterations,
+        checkpoint_every=options.checkpoint_every,
         model=model,
         optimizer=optimizer,
         record=record,
@@ -237,176 +233,49 @@ def train(
     )
 
 
-def _check_trainable(recipe: Recipe, source: str) -> None:
+def _check_trainable(recipe: Recipe, content_dir: Path | None, source: str) -> PhotoFolder | None:
+    """The photos a transfer recipe trains on (None for a texture); every mismatch is one line."""
     if recipe.masked:
         index = next(i for i, style in enumerate(recipe.styles) if style.mask is not None)
         raise TexsynthError(
             located(source, f"styles[{index}].mask", "a feed-forward model blends its styles everywhere; remove masks")
         )
-    if recipe.content is not None:
+    if recipe.content is None:
+        if content_dir is not None:
+            raise TexsynthError(
+                located(source, "content_dir", "this is a texture recipe (no content image): it trains on noise")
+            )
+        return None
+    if content_dir is None:
         raise TexsynthError(
             located(source, "content", "this recipe has a content image: train a transfer network with --content-dir")
         )
+    if recipe.preserve_colour is not PreserveColour.NONE:
+        raise TexsynthError(
+            located(
+                source,
+                "preserve_colour",
+                "a transfer network is trained in colour; keep a photo's colours when applying it "
+                "(texsynth apply --preserve-colour luminance)",
+            )
+        )
+    return PhotoFolder.scan(content_dir)
 
 
-def _model(recipe: Recipe, network: TextureGenerator, record: _Record) -> FastModel:
+def _notes(photos: PhotoFolder | None) -> dict[str, object]:
+    if photos is None:
+        return {}
+    return {"photos": {"folder": str(photos.root), "count": len(photos.photos), "skipped": len(photos.skipped)}}
+
+
+def _model(recipe: Recipe, network: torch.nn.Module, record: Record) -> FastModel:
     weights = [style.weight for style in recipe.styles]
     return FastModel(
         network=network,
-        kind="texture",
+        kind="texture" if isinstance(network, TextureGenerator) else "transfer",
         styles=style_names([style.image for style in recipe.styles]),
         blend=tuple(weight / sum(weights) for weight in weights),
         recipe=recipe.portable(),
         inputs={str(path): sha256(path) for _, path in recipe.input_images()},
-        training=_record_data(record),
+        training=record.data(),
     )
-
-
-def _record_data(record: _Record) -> dict[str, Any]:
-    return {
-        "options": record.options,
-        "device": record.device,
-        "seconds": round(record.seconds, 3),
-        "iterations": record.iterations,
-        "history": record.history,
-        "texsynth": __version__,
-        "torch": torch.__version__,
-    }
-
-
-def _resume(
-    path: Path,
-    network: TextureGenerator,
-    optimizer: torch.optim.Optimizer,
-    identity: Mapping[str, Any],
-    options: TrainingOptions,
-    source: str,
-) -> tuple[int, _Record]:
-    """Load ``path`` into the network and optimizer; the iteration it stopped at and the record so far."""
-    if not path.exists():
-        raise TexsynthError(f"{path}: resume: no checkpoint to resume from (train without --resume first)")
-    checkpoint = load_checkpoint(path)
-    state = checkpoint.state
-    if state.get("identity") != identity:
-        raise TexsynthError(
-            located(source, "resume", f"{path} is a checkpoint of another recipe or network; choose another output")
-        )
-    saved = state.get("options", {})
-    for name in ("batch_size", "size", "learning_rate", "seed", "checkpoint_every"):
-        if saved.get(name) != getattr(options, name):
-            raise TexsynthError(
-                located(
-                    source,
-                    "resume",
-                    f"{path} was trained with {name} {saved.get(name)!r}, not {getattr(options, name)!r}",
-                )
-            )
-    network.load_state_dict(checkpoint.model.network.state_dict())
-    try:
-        optimizer.load_state_dict(checkpoint.optimizer_state)
-    except (ValueError, KeyError, RuntimeError) as error:
-        raise TexsynthError(f"{path}: resume: the optimizer state does not fit ({error})") from None
-    iteration = int(state.get("iteration", 0))
-    if iteration >= options.iterations:
-        raise TexsynthError(
-            f"{path}: resume: the checkpoint has done {iteration} iterations already; ask for more with --iterations"
-        )
-    record = _Record(
-        options={**saved, "iterations": options.iterations},
-        device=str(state.get("device", "")),
-        seconds=float(state.get("seconds", 0.0)),
-        iterations=iteration,
-        history=list(state.get("history", [])),
-    )
-    return iteration, record
-
-
-def _loop(
-    step: Callable[[int], dict[str, Tensor]],
-    *,
-    start: int,
-    options: TrainingOptions,
-    model: FastModel,
-    optimizer: torch.optim.Optimizer,
-    record: _Record,
-    identity: Mapping[str, Any],
-    output: Path,
-    checkpoint_file: Path,
-    on_iteration: Callable[[TrainingReport], None] | None,
-) -> Trained:
-    history_every = max(1, options.iterations // HISTORY_POINTS)
-    began = time.perf_counter()
-    seconds_before = record.seconds
-    written: Path | None = None
-
-    def write(done: int) -> Path:
-        record.iterations, record.seconds = done, seconds_before + time.perf_counter() - began
-        final = replace(model, training=_record_data(record))
-        save_model(output, final)
-        state = {
-            "identity": identity,
-            "iteration": done,
-            "options": record.options,
-            "device": record.device,
-            "seconds": record.seconds,
-            "history": record.history,
-        }
-        return save_checkpoint(checkpoint_file, final, optimizer, state)
-
-    done = start
-    with _stop_requests() as stop:
-        for iteration in range(start + 1, options.iterations + 1):
-            losses = step(iteration)
-            if not bool(torch.isfinite(torch.stack(list(losses.values())).sum())):
-                kept = f"kept the last good checkpoint {written} (iteration {done})" if written else "wrote nothing"
-                raise TexsynthError(
-                    f"training: the loss became NaN or infinite at iteration {iteration} "
-                    f"(try a lower --learning-rate); {kept}"
-                )
-            done = iteration
-            if iteration % history_every == 0 or iteration == options.iterations:
-                record.add(iteration, {name: float(value) for name, value in losses.items()})
-            if on_iteration is not None:
-                on_iteration(TrainingReport(iteration, options.iterations, losses, time.perf_counter() - began, start))
-            if iteration % options.checkpoint_every == 0 or iteration == options.iterations or stop.requested:
-                written = write(done)
-            if stop.requested:
-                break
-    return Trained(
-        path=output,
-        model=replace(model, training=_record_data(record), path=output, sha256=sha256(output)),
-        iterations=done,
-        interrupted=done < options.iterations,
-        seconds=time.perf_counter() - began,
-        resumed_from=start,
-        checkpoint=written,
-    )
-
-
-class _StopRequest:
-    requested = False
-
-
-@contextlib.contextmanager
-def _stop_requests() -> Iterator[_StopRequest]:
-    """Ctrl-C and SIGTERM ask the loop to stop after the iteration in hand (a second Ctrl-C stops at once).
-
-    Stopping between iterations keeps the weights and the optimizer's state
-    consistent, so the model written then is usable and the checkpoint resumable.
-    """
-    request = _StopRequest()
-    if threading.current_thread() is not threading.main_thread():
-        yield request
-        return
-
-    def ask(signum: int, frame: Any) -> None:
-        if request.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        request.requested = True
-
-    previous = {number: signal.signal(number, ask) for number in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield request
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)

@@ -34,8 +34,8 @@ def content_loss(features: Tensor, target: Tensor) -> Tensor:
 class ContentLoss(nn.Module):
     """Content loss against fixed target features (1, C, H, W) or one per batch item (B, C, H, W), in a buffer.
 
-    ``set_target`` replaces the target (same channels and size; any batch), so a
-    training loop can compare each batch of photos with its own features.
+    ``set_target`` replaces the target (the same channels; any batch and size), so
+    a training loop can compare each batch of photos with its own features.
     """
 
     target: Tensor
@@ -47,8 +47,8 @@ class ContentLoss(nn.Module):
 
     def set_target(self, target: Tensor) -> None:
         require_4d("target", target)
-        if target.shape[1:] != self.target.shape[1:]:
-            raise ValueError(f"target {tuple(target.shape)} does not match {tuple(self.target.shape)}")
+        if target.shape[1] != self.target.shape[1]:
+            raise ValueError(f"target {tuple(target.shape)} does not match the channels of {tuple(self.target.shape)}")
         self.target = target.detach()
 
     def forward(self, features: Tensor) -> Tensor:
