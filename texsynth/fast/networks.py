@@ -231,6 +231,7 @@ class TransferNetwork(nn.Module):
         self.to_rgb = nn.Conv2d(first, 3, edge_kernel, padding=edge_kernel // 2, padding_mode=padding)
         # It starts as the identity, where the optimization path starts (init: content), and learns the change.
         nn.init.zeros_(self.to_rgb.weight)
+        assert self.to_rgb.bias is not None
         nn.init.zeros_(self.to_rgb.bias)
 
     @property
