@@ -75,3 +75,32 @@ def test_the_engine_tiles_and_quality_scripts_run_their_smallest_settings(tmp_pa
 def test_the_loss_kernel_script_runs_its_smallest_setting(subprocess_env):
     out = run_script(subprocess_env, "losses.py", "--size", "32", "--rounds", "1", "--steps", "1")
     assert "with torch.sort" in out and "Gram product and its gradient" in out
+
+
+def test_the_feed_forward_benchmark_runs_its_smallest_setting(tmp_path, subprocess_env):
+    from texsynth import parse_recipe
+    from texsynth.fast import TrainingOptions, train
+
+    images = ROOT / "recipes" / "images"
+    photos = ROOT / "tests" / "data" / "photos"
+    options = TrainingOptions(iterations=2, batch_size=1, size=32)
+
+    def style(*names):
+        return [{"image": str(images / name)} for name in names]
+
+    texture = parse_recipe({"size": 32, "steps": 2, "tileable": True, "styles": style("brick.jpg")})
+    blend = parse_recipe({"size": 32, "steps": 2, "styles": style("starry_night.jpg", "the_scream.jpg")})
+    transfer = parse_recipe(
+        {"size": 48, "steps": 2, "styles": style("starry_night.jpg"), "content": {"image": str(images / "chelsea.jpg")}}
+    )
+    train(texture, output=tmp_path / "t.safetensors", options=options)
+    train(blend, output=tmp_path / "b.safetensors", options=options)
+    train(transfer, output=tmp_path / "p.safetensors", options=options, content_dir=photos / "train")
+    out = run_script(
+        subprocess_env,
+        "fast.py", "--texture-model", str(tmp_path / "t.safetensors"), "--blend-model", str(tmp_path / "b.safetensors"),
+        "--transfer-model", str(tmp_path / "p.safetensors"), "--photos", str(photos / "held_out" / "squirrel_cls.jpg"),
+        "--samples", "2", "--optimized", "2", "--held-out", "1", "--speed-size", "48", "--out", str(tmp_path / "o"),
+    )  # fmt: skip
+    assert "samples per second" in out and "pixel seam" in out and "diversity" in out
+    assert "the 50/50 blend" in out and "ms per 48 px photo" in out and "content distance" in out

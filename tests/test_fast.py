@@ -253,10 +253,13 @@ def test_show_prints_the_model_and_a_runnable_recipe(brick_model, tmp_path):
     result = run("show", trained.path)
     assert result.exit_code == 0, result.output
     assert "# a texture model (texture_generator)" in result.stdout and "styles: brick 1" in result.stdout
-    import yaml
 
-    shown = yaml.safe_load(result.stdout)
-    assert shown == recipe.portable()
+    # Saved beside the model, the printed recipe finds the same images: paths are relative to the model's folder.
+    shown = trained.path.parent / "shown.yaml"
+    shown.write_text(result.stdout)
+    from texsynth import load_recipe
+
+    assert load_recipe(shown).portable() == recipe.portable()
     assert json.loads(run("show", trained.path, "--json").stdout)["styles"] == ["brick"]
 
 
@@ -412,3 +415,40 @@ def test_every_bad_model_file_is_one_line_and_no_code_runs(brick_model, tmp_path
             assert len(lines) == 1 and expected in lines[0] and str(path) in lines[0], (label, result.stderr)
     assert not (tmp_path / "pwned").exists(), "loading a model file ran code"
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------ signals and GPUs
+
+
+def test_ctrl_c_writes_a_usable_model_and_exits_130(brick_recipe, tmp_path, subprocess_env):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    model = tmp_path / "m.safetensors"
+    command = [sys.executable, "-m", "texsynth", "train", str(brick_recipe), "-o", str(model), "--iterations",
+               "100000", "--size", "32", "--batch-size", "1", "--checkpoint-every", "100000", "-q"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=subprocess_env)
+    time.sleep(8)  # weights, targets, then a few iterations
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert b"Traceback" not in stderr and b"wrote a usable model" in stderr
+    done = load_model(model)
+    assert 0 < done.training["iterations"] < 100000
+    assert sample(done, count=1, width=32, height=32).shape == (1, 3, 32, 32)
+    assert checkpoint_path(model).exists() and not list(tmp_path.glob(".*.part"))
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_training_and_sampling_run_on_cuda_in_bf16(module_images, tmp_path):
+    recipe = recipe_of(module_images, [("brick.jpg", 0.5), ("starry_night.jpg", 0.5)], tileable=True)
+    options = TrainingOptions(iterations=30, batch_size=4, size=64, checkpoint_every=30)
+    trained = train(recipe, output=tmp_path / "m.safetensors", options=options, device="cuda")
+    history = [entry["style"] for entry in trained.model.training["history"]]
+    assert sum(history[-5:]) < sum(history[:5])
+    on_gpu = sample(trained.model, count=8, width=64, height=64, device="cuda")
+    on_cpu = sample(load_model(trained.path), count=8, width=64, height=64)
+    assert (on_gpu - on_cpu).abs().mean() < 0.02, "bf16 on the GPU makes the CPU's samples, within rounding"

@@ -234,3 +234,16 @@ def test_a_stylized_photo_is_not_rerun_as_a_recipe(transfer_model, tmp_path):
     assert shown.exit_code == 0 and "# made by texsynth apply" in shown.stdout
     with pytest.raises(TexsynthError):
         load_model(tmp_path / "s.png")
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_transfer_network_trains_and_applies_on_cuda(tmp_path):
+    _, recipe = transfer_recipe(tmp_path)
+    options = TrainingOptions(iterations=20, batch_size=4, size=64, checkpoint_every=20)
+    trained = train(recipe, output=tmp_path / "m.safetensors", options=options, content_dir=PHOTOS / "train",
+                    device="cuda")  # fmt: skip
+    photos = torch.cat([load_image(HELD_OUT, (64, 48))] * 3)
+    on_gpu = stylize(trained.model, photos, device="cuda")
+    on_cpu = stylize(load_model(trained.path), photos)
+    assert on_gpu.shape == (3, 3, 48, 64) and (on_gpu - on_cpu).abs().mean() < 0.02

@@ -10,6 +10,7 @@ folder of recipe + images can be zipped and shared. Problems are reported as
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
@@ -373,20 +374,34 @@ class Recipe(BaseModel):
             data["size"] = list(self.size)
         return data
 
-    def portable(self) -> dict[str, Any]:
+    def portable(self, *, relative_to: Path | None = None) -> dict[str, Any]:
         """The effective recipe without its output path: what outputs, bundles, tiles and manifests carry.
 
         The output path says where one copy went, not how to make it. Leaving it
         out makes two runs that differ only in where they write give identical
         files, keeps a bundle from telling its recipient where to write, and lets
-        a batch folder move without orphaning its tiles.
+        a batch folder move without orphaning its tiles. With ``relative_to``,
+        image paths are written relative to that folder (a model file's recipe,
+        so it still finds its images when the folder moves with them).
         """
         data = self.to_dict()
         data.pop("output", None)
+        if relative_to is not None:
+            base = Path(relative_to).resolve()
+            for location, path in self.input_images():
+                _set_at(data, location, Path(os.path.relpath(path, base)).as_posix())
         return data
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _set_at(data: dict[str, Any], location: tuple[str | int, ...], value: Any) -> None:
+    """``data[location[0]][location[1]]... = value``."""
+    node: Any = data
+    for part in location[:-1]:
+        node = node[part]
+    node[location[-1]] = value
 
 
 # ---------------------------------------------------------------- loading

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from .._version import __version__
 from ..errors import TexsynthError
 from ..io import atomic_write, sha256
+from ..recipe import Recipe, parse_recipe
 from .networks import TextureGenerator, TransferNetwork, texture_generator_from, transfer_network_from
 
 MODEL_FORMAT = "texsynth-model"
@@ -54,8 +55,9 @@ class FastModel:
 
     ``styles`` are the style names (the style images' stems) in the network's
     order; ``blend`` their default weights (the recipe's own, normalized).
-    ``recipe`` is the portable recipe it was trained from (paths as they were
-    on the training machine), ``inputs`` those images' hashes.
+    ``recipe`` is the portable recipe it was trained from, its image paths
+    relative to the model file's folder, and ``inputs`` those images' hashes;
+    :meth:`trained_recipe` reads it back as a Recipe, where the images are.
     """
 
     network: Network
@@ -68,6 +70,11 @@ class FastModel:
     versions: dict[str, str] = field(default_factory=dict)
     path: Path | None = None
     sha256: str | None = None
+
+    def trained_recipe(self, **overrides: Any) -> Recipe:
+        """The recipe the model was trained from, as a Recipe (its images must be where they were)."""
+        base = self.path.parent if self.path is not None else Path.cwd()
+        return parse_recipe(self.recipe, source=f"{self.path} (its recipe)", base_dir=base, overrides=overrides)
 
     def architecture(self) -> dict[str, Any]:
         return self.network.architecture()  # type: ignore[operator]

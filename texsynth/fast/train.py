@@ -31,6 +31,7 @@ One iteration:
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -192,7 +193,7 @@ def train(
         start, record = resume_from(
             checkpoint_file, network, optimizer, identity=identity, options=asdict(options), source=source
         )
-    model = _model(recipe, network, record)
+    model = _model(recipe, network, record, output.parent)
 
     # 2. The recipe's own loss graph at the recipe's size, over VGG19 set up as the optimization path sets it.
     graph = compile_at(recipe, extractor, *recipe_size(recipe)).graph
@@ -268,14 +269,20 @@ def _notes(photos: PhotoFolder | None) -> dict[str, object]:
     return {"photos": {"folder": str(photos.root), "count": len(photos.photos), "skipped": len(photos.skipped)}}
 
 
-def _model(recipe: Recipe, network: torch.nn.Module, record: Record) -> FastModel:
+def _model(recipe: Recipe, network: torch.nn.Module, record: Record, folder: Path) -> FastModel:
+    """The model as its file describes it; image paths relative to the file's ``folder`` (see Recipe.portable)."""
     weights = [style.weight for style in recipe.styles]
+    portable = recipe.portable(relative_to=folder)
     return FastModel(
         network=network,
         kind="texture" if isinstance(network, TextureGenerator) else "transfer",
         styles=style_names([style.image for style in recipe.styles]),
         blend=tuple(weight / sum(weights) for weight in weights),
-        recipe=recipe.portable(),
-        inputs={str(path): sha256(path) for _, path in recipe.input_images()},
+        recipe=portable,
+        inputs={_relative(path, folder): sha256(path) for _, path in recipe.input_images()},
         training=record.data(),
     )
+
+
+def _relative(path: Path, folder: Path) -> str:
+    return Path(os.path.relpath(path, folder.resolve())).as_posix()
