@@ -142,12 +142,15 @@ WEIGHTS = {
 
 
 @pytest.mark.parametrize("case", sorted(WEIGHTS))
-def test_9_a_malformed_weights_file_is_found_by_validate(case, write_recipe, tmp_path, refuses, tiny_vgg_weights):
+def test_9_a_malformed_weights_file_is_one_line_found_by_validate(
+    case, write_recipe, tmp_path, refuses, tiny_vgg_weights
+):
     state, expected = WEIGHTS[case]
     torch.save(state(tiny_vgg_weights), tmp_path / "vgg.pth")
     recipe = write_recipe(**{**RECIPE, "weights": "vgg.pth"})
-    line = refuses("validate", recipe, names=[recipe, "weights: ", expected, "(line "])
+    line = refuses("validate", recipe, names=[f"{recipe}: weights: {tmp_path / 'vgg.pth'}: {expected}"])
     assert line.count("(64,") <= 1, "the expected shape is printed once"
+    refuses("recipe", recipe, "-q", names=[f"{tmp_path / 'vgg.pth'}: weights: {expected}"])
 
 
 # ------------------------------------------------------------------ 12. bundle manifests with wrong types

@@ -211,10 +211,15 @@ def _check_shapes(weights: dict[str, tuple[Tensor, Tensor]], label: str) -> None
                 raise TexsynthError(f"{label}: weights: {name} {part} holds NaN or infinite values")
 
 
-def check_weights(path: Path) -> None:
-    """Read a weights file as a run would (cached for it) and check every layer: a TexsynthError if unusable."""
-    weights, _ = load_vgg19_weights(path)
-    _check_shapes(weights, str(path))
+def weights_problem(path: Path) -> str | None:
+    """Why the weights file at ``path`` cannot be used, or None: read as a run reads it (and cached for
+    it), every layer checked. For ``texsynth validate``, which runs nothing."""
+    try:
+        weights, _ = load_vgg19_weights(path)
+        _check_shapes(weights, str(path))
+    except TexsynthError as error:
+        return str(error).removeprefix(f"{path}: weights: ")
+    return None
 
 
 class VGGFeatures(nn.Module):

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from .bundle import Origin, load_bundled_recipe, open_bundle
-from .errors import TexsynthError
+from .errors import TexsynthError, located
+from .features import weights_problem
 from .provenance import rerun_recipe
 from .recipe import OUTPUT_SUFFIXES, Recipe, load_recipe
 
@@ -62,12 +63,17 @@ def open_recipe(
 
 
 def validate(paths: Sequence[Path], *, out_dir: Path = DEFAULT_OUT_DIR) -> dict[Path, list[str]]:
-    """Every problem in each file (an empty list when it is fine), without running anything."""
+    """Every problem in each file (an empty list when it is fine), without running anything.
+
+    Beyond what loading checks, a weights file is read and checked as a run would.
+    """
     found: dict[Path, list[str]] = {}
     for path in paths:
         try:
-            with open_recipe(Path(path), out_dir=out_dir):
-                found[Path(path)] = []
+            with open_recipe(Path(path), out_dir=out_dir) as opened:
+                weights = opened.recipe.weights
+                problem = weights_problem(weights) if weights is not None else None
+                found[Path(path)] = [located(opened.source, "weights", f"{weights}: {problem}")] if problem else []
         except TexsynthError as error:
             found[Path(path)] = list(error.problems)
     return found
