@@ -24,7 +24,7 @@ from .bundle import Origin
 from .errors import TexsynthError, located
 from .files import input_clash
 from .initial import StartInputs, starting_image
-from .io import load_image, metadata_problem, save_image, writable_problem
+from .io import image_format, load_image, metadata_problem, save_image, writable_problem
 from .messages import field_path
 from .optimize import StepReport, optimize
 from .provenance import output_metadata
@@ -268,7 +268,7 @@ def check_output(recipe: Recipe, source: str = "recipe", origin: Origin | None =
     problem = (
         writable_problem(recipe.output)
         or input_clash(recipe.output, input_fields(recipe))
-        or metadata_problem(recipe.output, _expected_metadata(recipe, origin))
+        or _metadata_problem(recipe, origin)
     )
     if problem:
         raise TexsynthError(located(source, "output", problem))
@@ -280,12 +280,17 @@ def input_fields(recipe: Recipe) -> list[tuple[str, Path]]:
     return [(field_path(loc), path) for loc, path in recipe.input_images()]
 
 
-def _expected_metadata(recipe: Recipe, origin: Origin | None) -> dict:
-    """What the output will carry, with the run's own figures as placeholders of their final length."""
+def _metadata_problem(recipe: Recipe, origin: Origin | None) -> str | None:
+    """Whether the provenance fits the output's format (only a JPEG's is limited): the run's own
+    figures are placeholders of their longest length."""
+    assert recipe.output is not None
+    if image_format(recipe.output) != "JPEG":
+        return None
     losses = {name: -1.2345678901234567e-300 for name in ("style", "sliced", "content", "tv")}
-    return output_metadata(
+    expected = output_metadata(
         recipe, device="cuda:00", steps_done=recipe.steps, interrupted=False, losses=losses, origin=origin
     )
+    return metadata_problem(recipe.output, expected)
 
 
 @dataclass(frozen=True)

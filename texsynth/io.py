@@ -31,6 +31,7 @@ from .files import atomic_write, sha256, writable_problem
 __all__ = [
     "METADATA_KEY",
     "atomic_write",
+    "image_format",
     "image_size",
     "load_image",
     "metadata_problem",
@@ -110,17 +111,25 @@ def _open(path: Path) -> Iterator[Image.Image]:
 
 
 def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) after EXIF orientation."""
-    with _open(path) as image:
-        width, height = image.size
-        orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+    """(width, height) after EXIF orientation, from the header (the pixels are checked by probe_image)."""
+    try:
+        with _opened(path) as image:
+            width, height = image.size
+            orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+    except Exception:  # not an image, or damaged: probe_image says which
+        raise TexsynthError(probe_image(path) or _damaged(path, ValueError("unreadable header"))) from None
     return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+def image_format(path: Path) -> str | None:
+    """The format an output path is written in (``PNG``, ``JPEG``, ``WEBP``), from its suffix."""
+    return _FORMATS.get(Path(path).suffix.lower())
 
 
 def load_image(path: Path, size: tuple[int, int] | None = None) -> Tensor:
     """Read an image as RGB floats in [0, 1], shape (1, 3, H, W), resized to ``size`` = (width, height)."""
-    with _open(path) as image:
-        try:
+    try:
+        with _opened(path) as image:
             image = ImageOps.exif_transpose(image)
             if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
                 # Transparent pixels have arbitrary colours underneath: show them as white.
@@ -129,8 +138,8 @@ def load_image(path: Path, size: tuple[int, int] | None = None) -> Tensor:
             image = image.convert("RGB")
             if size is not None and image.size != tuple(size):
                 image = image.resize((size[0], size[1]), Image.Resampling.LANCZOS)
-        except Exception as error:  # the file changed since it was checked, or a decoder gave up late
-            raise TexsynthError(_damaged(path, error)) from None
+    except Exception as error:  # missing, not an image, or damaged (checked recipes have been decoded once)
+        raise TexsynthError(probe_image(path) or _damaged(path, error)) from None
     return pil_to_tensor(image).unsqueeze(0).float().div_(255.0).contiguous()  # (1, 3, H, W)
 
 
@@ -177,7 +186,7 @@ def _exif(metadata: dict[str, Any]) -> bytes:
 
 def metadata_problem(path: Path, metadata: dict[str, Any]) -> str | None:
     """Why ``metadata`` does not fit in the image file ``path``, or None: a JPEG's EXIF holds 64 kB."""
-    if _FORMATS.get(Path(path).suffix.lower()) != "JPEG":
+    if image_format(path) != "JPEG":
         return None
     size = len(_exif(metadata))
     if size <= JPEG_EXIF_LIMIT:
