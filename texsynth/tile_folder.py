@@ -111,6 +111,9 @@ def _tile_folder_problem(folder: Path) -> str | None:
 
 def _ownership_problem(folder: Path, identity: str) -> str | None:
     """Why ``folder`` is not this recipe's to write into (see the module docstring), or None."""
+    # Existence first, then the content: another rank may write the manifest meanwhile, and
+    # writes are atomic, so a manifest that existed before reading is complete.
+    had_manifest = (folder / MANIFEST).exists()
     manifest = read_manifest(folder)
     if manifest is not None and manifest["identity"] != identity:
         return (
@@ -130,7 +133,7 @@ def _ownership_problem(folder: Path, identity: str) -> str | None:
             )
         else:
             claimed = True
-    if not claimed and (folder / MANIFEST).exists():
+    if not claimed and had_manifest:
         return f"{folder / MANIFEST} is not a texsynth batch manifest (damaged, or another program's)"
     if not claimed and unreadable:
         return f"{unreadable[0]} is not a readable texsynth tile (damaged, or another program's)"
