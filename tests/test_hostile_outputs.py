@@ -54,6 +54,8 @@ def read_only_folder(tmp_path):
 def test_10_a_name_too_long_for_the_file_system_is_found_before_the_run(write_recipe, tmp_path, refuses):
     recipe = write_recipe(**RECIPE)
     refuses("recipe", recipe, "-o", tmp_path / ("x" * 250 + ".png"), names=[recipe, "too long for the file system"])
+    long_name = write_recipe("long.yaml", **{**RECIPE, "output": "x" * 250 + ".png"})
+    refuses("validate", long_name, names=[long_name, "output: the file name", "too long"])
     trace_too_long = tmp_path / ("x" * 236 + ".png")  # fits, but x.trace.jsonl's temporary name does not
     refuses("recipe", recipe, "-o", trace_too_long, names=["trace: ", "too long"])
 

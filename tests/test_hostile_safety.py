@@ -63,6 +63,13 @@ def test_1_show_output_means_only_what_the_embedded_recipe_says(tmp_path, images
     again = tmp_path / "again.yaml"
     again.write_text(text)
     assert load_recipe(again).output == tmp_path / "out" / "again.png", "the re-run writes where the user runs it"
+    del metadata["bundle"]
+    png_with_metadata(tmp_path / "no-bundle.png", json.dumps(metadata))
+    rerun = run("recipe", tmp_path / "no-bundle.png", "--dry-run")
+    assert rerun.exit_code == 0, rerun.output
+    assert str(chosen) not in rerun.stdout, "re-running the image ignores the output it names"
+    warnings = rerun.stderr.strip().splitlines()
+    assert warnings and all(line.startswith("warning: ") and line.isprintable() for line in warnings), warnings
 
 
 def test_1_show_of_a_real_output_still_runs_again(write_recipe, tmp_path):
@@ -125,7 +132,8 @@ def test_3_an_output_that_is_an_input_is_refused(field, write_recipe, tmp_path, 
         "init_image": {"init_image": "input.png"},
     }[field]
     recipe = write_recipe(**{**RECIPE, **fields, "output": "input.png"})
-    refuses("recipe", recipe, names=[recipe, f"output: {tmp_path / 'input.png'} is also {field}"])
+    for command in ("validate", "recipe"):
+        refuses(command, recipe, names=[recipe, f"output: {tmp_path / 'input.png'} is also {field}"])
     os.link(tmp_path / "input.png", tmp_path / "linked.png")
     refuses("recipe", recipe, "-o", tmp_path / "linked.png", names=[recipe, "linked.png is also", field])
 
