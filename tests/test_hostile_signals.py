@@ -52,6 +52,14 @@ def test_sigterm_and_sighup_stop_a_bundle_run_like_ctrl_c(signum, write_recipe, 
     assert list(private_tmp.iterdir()) == [], "the bundle's unpacked copy is removed"
 
 
+def test_importing_texsynth_loads_torch_only_when_a_name_needs_it(subprocess_env):
+    check = (
+        "import sys, texsynth; assert 'torch' not in sys.modules; "
+        "assert all(getattr(texsynth, name) is not None for name in texsynth.__all__)"
+    )
+    assert subprocess.run([sys.executable, "-c", check], env=subprocess_env).returncode == 0
+
+
 def test_ctrl_c_while_starting_is_one_line(write_recipe, tmp_path, subprocess_env, snapshot):
     recipe = write_recipe(**RECIPE)
     before = snapshot(tmp_path)

@@ -62,8 +62,7 @@ app = typer.Typer(
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_BAD_INPUT = 2
-#: Exit code after Ctrl-C; SIGTERM and SIGHUP give 143 and 129 (128 + the signal, see ``interrupted_exit_code``).
-EXIT_INTERRUPTED = 130
+#: What a command stopped by Ctrl-C, SIGTERM or SIGHUP says (it exits with ``interrupted_exit_code()``).
 INTERRUPTED = "interrupted: stopped before it finished; no file was left half-written"
 #: Exit code when some items of a batch failed (the others were made).
 EXIT_SOME_FAILED = 1
