@@ -58,3 +58,63 @@ def write_recipe(tmp_path: Path, images: Path):
         return path
 
     return write
+
+
+def folder_snapshot(folder: Path) -> dict[str, bytes | None]:
+    """Every file and folder under ``folder`` (hidden ones too) with its bytes (None for a folder)."""
+    return {
+        str(path.relative_to(folder)): None if path.is_dir() else path.read_bytes()
+        for path in sorted(folder.rglob("*"))
+    }
+
+
+@pytest.fixture
+def snapshot():
+    """``snapshot(folder)``: every file under it with its bytes, to compare before and after."""
+    return folder_snapshot
+
+
+@pytest.fixture
+def refuses(tmp_path):
+    """Run the CLI and check the bad-input promise; returns the one line.
+
+    Exit code 2, exactly one line on stderr starting ``error:`` and naming each
+    of ``names``, no traceback, and ``folder`` (default: the test's tmp_path)
+    unchanged byte for byte: nothing created, changed or left behind.
+    """
+    from typer.testing import CliRunner
+
+    from texsynth.cli import app
+
+    def check(*args, names=(), folder: Path | None = None) -> str:
+        folder = folder or tmp_path
+        before = folder_snapshot(folder)
+        result = CliRunner(env={"COLUMNS": "120", "NO_COLOR": "1"}).invoke(app, [str(a) for a in args])
+        assert result.exit_code == 2, (result.output, result.exception)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+        for name in names:
+            assert str(name) in lines[0], (name, lines[0])
+        assert "Traceback" not in result.output
+        assert folder_snapshot(folder) == before, "a refused command must leave every file as it was"
+        return lines[0]
+
+    return check
+
+
+@pytest.fixture
+def tiny_vgg_weights():
+    """Make a torchvision-style VGG19 state dict of the right shapes that takes no space: every value
+    ``fill`` (expanded from one number), with ``changes`` on top."""
+    from texsynth.features import _TABLE, _TORCHVISION_CONV_INDEX
+
+    def make(fill: float = 0.0, **changes) -> dict:
+        channels = {name: (inputs, outputs) for name, inputs, outputs in _TABLE}
+        state = {}
+        for name, index in _TORCHVISION_CONV_INDEX.items():
+            inputs, outputs = channels[name]
+            state[f"{index}.weight"] = torch.full((1,), fill).expand(outputs, inputs, 3, 3)
+            state[f"{index}.bias"] = torch.full((1,), fill).expand(outputs)
+        return {**state, **changes}
+
+    return make

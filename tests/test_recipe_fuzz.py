@@ -136,6 +136,9 @@ def write_and_load(folder: Path, text: str) -> None:
 @example(text="!!python/object/apply:os.system ['true']")
 @example(text="? [a, b]\n: 1\n")
 @example(text="steps: 1\nsteps: 2\n")
+@example(text="<<: {size: 32}\nsize: 48\nstyles: [{image: images/brick.jpg}]\n")
+@example(text="null: 1\n1: 2\ntrue: 3\n")
+@example(text="a: &a [*a, *a]\nsize: *a\n")
 def test_random_text_as_a_recipe_file_gives_a_recipe_or_a_texsynth_error(folder, text):
     write_and_load(folder, text)
 

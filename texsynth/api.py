@@ -9,6 +9,7 @@ optional ``on_step`` callback, so they work the same without the CLI.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -18,10 +19,13 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from . import preflight
 from .bundle import Origin
 from .errors import TexsynthError, located
+from .files import input_clash
 from .initial import StartInputs, starting_image
-from .io import image_size, load_image, save_image, writable_problem
+from .io import image_format, load_image, metadata_problem, save_image, writable_problem
+from .messages import field_path
 from .optimize import StepReport, optimize
 from .provenance import output_metadata
 from .recipe import Optimizer, Recipe, StyleLoss
@@ -42,6 +46,7 @@ __all__ = [
     "Synthesis",
     "check_output",
     "device_problem",
+    "input_fields",
     "output_size",
     "pick_device",
     "render",
@@ -121,13 +126,10 @@ def device_problem(requested: str) -> str | None:
 
 def output_size(recipe: Recipe) -> tuple[int, int]:
     """(width, height) of the recipe's output, checked against the deepest layer's minimum."""
-    content_size = image_size(recipe.content.image) if recipe.content is not None else None
-    width, height = recipe.output_size(content_size)
-    if min(width, height) < recipe.min_side:
-        raise TexsynthError(
-            f"size: the output would be {width}x{height} px; {recipe.deepest_layer} needs "
-            f"at least {recipe.min_side} px per side"
-        )
+    width, height = preflight.output_size(recipe)
+    problem = preflight.output_problem(recipe, width, height)
+    if problem:
+        raise TexsynthError(problem)
     return width, height
 
 
@@ -254,14 +256,41 @@ def _finishing(on_step: ProgressCallback | None, finish: Callable[[Tensor], Tens
     return report
 
 
-def check_output(recipe: Recipe, source: str = "recipe") -> Path:
-    """The recipe's output path, after making sure it can be written (nothing is created)."""
+def check_output(recipe: Recipe, source: str = "recipe", origin: Origin | None = None) -> Path:
+    """The recipe's output path, after making sure it can be written (nothing is created).
+
+    It must be writable, must not be one of the recipe's inputs (the
+    output-is-an-input rule), and a JPEG must have room for the provenance it
+    will carry (EXIF holds 64 kB).
+    """
     if recipe.output is None:
         raise TexsynthError(located(source, "output", "no output path; set output: or pass -o"))
-    problem = writable_problem(recipe.output)
+    problem = (
+        writable_problem(recipe.output)
+        or input_clash(recipe.output, input_fields(recipe))
+        or _metadata_problem(recipe, origin)
+    )
     if problem:
         raise TexsynthError(located(source, "output", problem))
     return recipe.output
+
+
+def input_fields(recipe: Recipe) -> list[tuple[str, Path]]:
+    """(field as written in the recipe, path) of every image the recipe reads."""
+    return [(field_path(loc), path) for loc, path in recipe.input_images()]
+
+
+def _metadata_problem(recipe: Recipe, origin: Origin | None) -> str | None:
+    """Whether the provenance fits the output's format (only a JPEG's is limited): the run's own
+    figures are placeholders of their longest length."""
+    assert recipe.output is not None
+    if image_format(recipe.output) != "JPEG":
+        return None
+    losses = {name: -1.2345678901234567e-300 for name in ("style", "sliced", "content", "tv")}
+    expected = output_metadata(
+        recipe, device="cuda:00", steps_done=recipe.steps, interrupted=False, losses=losses, origin=origin
+    )
+    return metadata_problem(recipe.output, expected)
 
 
 @dataclass(frozen=True)
@@ -279,8 +308,18 @@ def render(
     origin: Origin | None = None,
 ) -> Rendered:
     """Run ``recipe`` and write its output image (also after Ctrl-C: the best image so far)."""
-    path = check_output(recipe, source)
+    path = check_output(recipe, source, origin)
     synthesis = synthesize(recipe, device=device, on_step=on_step)
+    if not all(math.isfinite(value) for value in synthesis.losses.values()):
+        # Every step was non-finite, so the "best" image is the starting noise: keep nothing.
+        raise TexsynthError(
+            located(
+                source,
+                None,
+                f"the loss became NaN or infinite (after {synthesis.steps} steps); nothing was written. "
+                "Weights whose values are far too large overflow this way",
+            )
+        )
     save_image(synthesis.image, path, synthesis_metadata(recipe, synthesis, origin))
     return Rendered(path=path, synthesis=synthesis)
 

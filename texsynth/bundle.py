@@ -1,27 +1,25 @@
-"""Recipe bundles: one zip holding a recipe and every image it reads.
+"""Recipe bundles: one zip holding a recipe and every image it reads, opened as hostile.
 
-``pack`` writes ``recipe.yaml`` (the effective recipe, every default filled in,
-image paths rewritten to ``images/<name>``), the images, and a manifest with
-each file's SHA-256. Entries carry a fixed date, so packing the same recipe
-twice gives the same bytes.
-
-``open_bundle`` treats the zip as hostile, since bundles are shared like
-presets. Before anything is written it refuses entries that would escape the
-extraction folder (``..``, absolute or drive paths, backslashes: "zip slip"),
-symbolic links and other special files, encrypted or duplicate entries, too
-many files, files or totals over the size caps, and compression ratios only
-a zip bomb has. Files are then streamed into a fresh private temporary folder
-with exclusive creates, counting bytes rather than trusting the headers, and
-checked against the manifest's hashes. The recipe may only read files inside
-the bundle, images are refused above PIL's decompression-bomb pixel limit
-(``Image.MAX_IMAGE_PIXELS``, checked from the header by ``io.probe_image``),
-and the output must stay inside the output folder the user chose.
+:mod:`texsynth.packing` writes them; this module opens them. ``open_bundle``
+treats the zip as hostile, since bundles are shared like presets. Before
+anything is written it refuses entries that would escape the extraction folder
+(``..``, absolute or drive paths, backslashes: "zip slip"), symbolic links and
+other special files, encrypted or duplicate entries, too many files, files or
+totals over the size caps, and compression ratios only a zip bomb has. Files
+are then streamed into a fresh private temporary folder with exclusive
+creates, counting bytes rather than trusting the headers. A manifest, when
+there is one, must be well-formed and list every file with its hash. The
+recipe may only read files inside the bundle, images are refused above PIL's
+decompression-bomb pixel limit (``Image.MAX_IMAGE_PIXELS``, checked by
+``io.probe_image``), and the output must stay inside the output folder the
+user chose. The rules for entries are public (``entry_parts``,
+``check_entry_count``, ``check_entry_size``): packing follows the same ones,
+so it never writes a bundle this module refuses.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import re
 import shutil
@@ -33,12 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import yaml
-
 from ._version import __version__
-from .errors import TexsynthError, located
-from .io import atomic_write, sha256
-from .messages import field_path
+from .errors import TexsynthError, located, shown
+from .files import resolved, sha256
+from .messages import field_path, kind
 from .recipe import Recipe, load_recipe
 from .safe_yaml import read_yaml
 
@@ -50,10 +46,13 @@ BUNDLE_FORMAT = 1
 MAX_FILES = 64
 MAX_FILE_BYTES = 64 * 2**20
 MAX_TOTAL_BYTES = 256 * 2**20
+#: The zip itself: its files and a generous allowance for headers.
+MAX_BUNDLE_BYTES = MAX_TOTAL_BYTES + 2**20
 #: Deflate reaches about 1000:1 only on degenerate data; real images and YAML stay far below.
 MAX_COMPRESSION_RATIO = 100
-_FIXED_DATE = (1980, 1, 1, 0, 0, 0)
-_CHUNK = 1 << 16
+#: Entries up to this size are never refused for their compression ratio.
+SMALL_ENTRY = 1 << 16
+_CHUNK = SMALL_ENTRY
 
 
 def bundle_name(path: Path) -> str:
@@ -72,84 +71,6 @@ class Origin:
 
     root: Path
     extra: dict[str, Any]
-
-
-# ---------------------------------------------------------------- packing
-
-
-@dataclass(frozen=True)
-class Packed:
-    path: Path
-    files: list[str]  # entry names, recipe first
-
-
-def pack(recipe_path: Path, output: Path) -> Packed:
-    """Write the recipe at ``recipe_path`` and every image it reads into the zip ``output``."""
-    recipe_path, output = Path(recipe_path), Path(output)
-    if not output.name.endswith(".zip"):
-        raise TexsynthError(f"{output}: output: a bundle must end in {BUNDLE_SUFFIX}")
-    recipe = load_recipe(recipe_path)
-    if recipe.weights is not None:
-        raise TexsynthError(
-            located(str(recipe_path), "weights", "a bundle cannot carry VGG weights files; remove weights: to pack it")
-        )
-    entries: dict[str, Path] = {}  # entry name -> file
-    by_hash: dict[str, str] = {}  # sha256 -> entry name, so an image used twice is stored once
-    renamed: dict[Path, str] = {}
-    for _, path in recipe.input_images():
-        digest = sha256(path)
-        if digest not in by_hash:
-            by_hash[digest] = _free_name(f"images/{path.name}", entries)
-            entries[by_hash[digest]] = path
-        renamed[path] = by_hash[digest]
-    text = _bundled_recipe(recipe, renamed, recipe_path.name)
-    manifest = {
-        "format": BUNDLE_FORMAT,
-        "texsynth": __version__,
-        "recipe": RECIPE_ENTRY,
-        "files": {RECIPE_ENTRY: _text_sha256(text), **{name: sha256(path) for name, path in entries.items()}},
-    }
-    with atomic_write(output) as handle, zipfile.ZipFile(handle, "w") as archive:
-        _add(archive, RECIPE_ENTRY, text.encode(), zipfile.ZIP_DEFLATED)
-        for name, path in entries.items():
-            # Images are already compressed: store them as they are.
-            _add(archive, name, path.read_bytes(), zipfile.ZIP_STORED)
-        _add(archive, MANIFEST_ENTRY, json.dumps(manifest, indent=2).encode(), zipfile.ZIP_DEFLATED)
-    return Packed(path=output, files=[RECIPE_ENTRY, *entries, MANIFEST_ENTRY])
-
-
-def _free_name(wanted: str, taken: Mapping[str, Any]) -> str:
-    stem, suffix = wanted.rsplit(".", 1) if "." in wanted.rsplit("/", 1)[-1] else (wanted, "")
-    name, count = wanted, 1
-    while name.lower() in {other.lower() for other in taken}:
-        count += 1
-        name = f"{stem}-{count}.{suffix}" if suffix else f"{stem}-{count}"
-    return name
-
-
-def _bundled_recipe(recipe: Recipe, renamed: Mapping[Path, str], origin: str) -> str:
-    data = recipe.portable()
-    for style, bundled in zip(data["styles"], recipe.styles):
-        style["image"] = renamed[bundled.image]
-        if bundled.mask is not None:
-            style["mask"] = renamed[bundled.mask]
-    if recipe.content is not None:
-        data["content"]["image"] = renamed[recipe.content.image]
-    if recipe.init_image is not None:
-        data["init_image"] = renamed[recipe.init_image]
-    header = f"# Packed from {origin} by texsynth {__version__}; run it with: texsynth recipe BUNDLE.zip\n"
-    return header + yaml.safe_dump(data, sort_keys=False)
-
-
-def _text_sha256(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _add(archive: zipfile.ZipFile, name: str, data: bytes, compression: int) -> None:
-    info = zipfile.ZipInfo(name, date_time=_FIXED_DATE)
-    info.compress_type = compression
-    info.external_attr = (stat.S_IFREG | 0o644) << 16
-    archive.writestr(info, data)
 
 
 # ---------------------------------------------------------------- unpacking
@@ -176,6 +97,8 @@ def open_bundle(path: Path) -> Iterator[Bundle]:
     path = Path(path)
     if not path.is_file():
         raise TexsynthError(f"{path}: no such bundle file")
+    if path.stat().st_size > MAX_BUNDLE_BYTES:
+        raise TexsynthError(f"{path}: bundle is {path.stat().st_size} bytes, over the {MAX_BUNDLE_BYTES} byte limit")
     root = Path(tempfile.mkdtemp(prefix="texsynth-bundle-")).resolve()
     try:
         yield _unpack(path, root)
@@ -193,18 +116,48 @@ def _unpack(path: Path, root: Path) -> Bundle:
         raise TexsynthError(f"{path}: not a readable bundle (corrupt zip: {error})") from None
     except OSError as error:
         raise TexsynthError(f"{path}: cannot read bundle: {error.strerror or error}") from None
-    recipe = _recipe_entry(path, root, [parts for _, parts in entries])
+    recipe = _recipe_entry(path, root, [info.filename for info, _ in entries])
     return Bundle(path=path, root=root, recipe=recipe, sha256=sha256(path))
+
+
+# ---------------------------------------------------------------- the rules for entries (packing follows them too)
+
+
+def check_entry_count(path: Path, count: int) -> None:
+    if count > MAX_FILES:
+        raise TexsynthError(f"{path}: bundle has {count} entries; at most {MAX_FILES} are allowed")
+
+
+def check_entry_size(path: Path, name: str, size: int, total: int) -> None:
+    """One entry of ``size`` bytes, the bundle's files ``total`` bytes with it."""
+    if size > MAX_FILE_BYTES:
+        raise TexsynthError(f"{path}: {name}: {size} bytes is over the {MAX_FILE_BYTES} byte limit")
+    if total > MAX_TOTAL_BYTES:
+        raise TexsynthError(f"{path}: bundle unpacks to more than {MAX_TOTAL_BYTES} bytes")
+
+
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def entry_parts(path: Path, name: str) -> tuple[str, ...]:
+    """The entry's path components, or an error if it could land outside the extraction folder."""
+    if name.startswith("/") or _DRIVE.match(name):
+        raise TexsynthError(f"{path}: {name}: absolute paths are not allowed in a bundle")
+    if "\\" in name or "\x00" in name:
+        raise TexsynthError(f"{path}: {name}: backslashes and NUL characters are not allowed in entry names")
+    parts = PurePosixPath(name).parts
+    if not parts or any(part in ("..", ".") for part in parts) or "//" in name:
+        raise TexsynthError(f"{path}: {name}: entry path escapes the bundle")
+    return parts
 
 
 def _checked_entries(path: Path, archive: zipfile.ZipFile) -> list[tuple[zipfile.ZipInfo, tuple[str, ...]]]:
     infos = archive.infolist()
-    if len(infos) > MAX_FILES:
-        raise TexsynthError(f"{path}: bundle has {len(infos)} entries; at most {MAX_FILES} are allowed")
+    check_entry_count(path, len(infos))
     entries, seen, total = [], set(), 0
     for info in infos:
         name = info.filename
-        parts = _safe_parts(path, name)
+        parts = entry_parts(path, name)
         mode = info.external_attr >> 16
         if stat.S_ISLNK(mode):
             raise TexsynthError(f"{path}: {name}: bundles may not contain symbolic links")
@@ -217,34 +170,16 @@ def _checked_entries(path: Path, archive: zipfile.ZipFile) -> list[tuple[zipfile
         if name.lower() in seen:
             raise TexsynthError(f"{path}: {name}: appears twice in the bundle")
         seen.add(name.lower())
-        if info.file_size > MAX_FILE_BYTES:
-            raise TexsynthError(f"{path}: {name}: {info.file_size} bytes is over the {MAX_FILE_BYTES} byte limit")
-        if info.file_size > _CHUNK and info.file_size > MAX_COMPRESSION_RATIO * max(info.compress_size, 1):
-            raise TexsynthError(f"{path}: {name}: compressed over {MAX_COMPRESSION_RATIO}:1, refused as a zip bomb")
         total += info.file_size
-        if total > MAX_TOTAL_BYTES:
-            raise TexsynthError(f"{path}: bundle unpacks to more than {MAX_TOTAL_BYTES} bytes")
+        check_entry_size(path, name, info.file_size, total)
+        if info.file_size > SMALL_ENTRY and info.file_size > MAX_COMPRESSION_RATIO * max(info.compress_size, 1):
+            raise TexsynthError(f"{path}: {name}: compressed over {MAX_COMPRESSION_RATIO}:1, refused as a zip bomb")
         entries.append((info, parts))
     return entries
 
 
-_DRIVE = re.compile(r"^[A-Za-z]:")
-
-
-def _safe_parts(path: Path, name: str) -> tuple[str, ...]:
-    """The entry's path components, or an error if it could land outside the extraction folder."""
-    if name.startswith("/") or _DRIVE.match(name):
-        raise TexsynthError(f"{path}: {name}: absolute paths are not allowed in a bundle")
-    if "\\" in name or "\x00" in name:
-        raise TexsynthError(f"{path}: {name}: backslashes and NUL characters are not allowed in entry names")
-    parts = PurePosixPath(name).parts
-    if not parts or any(part in ("..", ".") for part in parts) or "//" in name:
-        raise TexsynthError(f"{path}: {name}: entry path escapes the bundle")
-    return parts
-
-
 def _extract(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, root: Path) -> None:
-    if not target.resolve().is_relative_to(root):  # belt and braces after _safe_parts
+    if not target.resolve().is_relative_to(root):  # belt and braces after entry_parts
         raise TexsynthError(f"{path}: {info.filename}: entry path escapes the bundle")
     target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     written = 0
@@ -258,31 +193,57 @@ def _extract(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, target
             sink.write(chunk)
 
 
-def _recipe_entry(path: Path, root: Path, names: list[tuple[str, ...]]) -> Path:
+# ---------------------------------------------------------------- the manifest
+
+
+def _recipe_entry(path: Path, root: Path, names: list[str]) -> Path:
+    """The recipe's file: the one the manifest names (after checking every file against it), or the only YAML."""
     manifest_path = root / MANIFEST_ENTRY
     if manifest_path.is_file():
-        try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-            recipe_name, files = manifest["recipe"], manifest["files"]
-        except (ValueError, KeyError, TypeError):
-            raise TexsynthError(f"{path}: {MANIFEST_ENTRY}: unreadable manifest") from None
-        if not isinstance(manifest.get("format"), int) or manifest["format"] > BUNDLE_FORMAT:
-            raise TexsynthError(
-                f"{path}: bundle format {manifest.get('format')!r} is newer than texsynth {__version__} reads; "
-                "upgrade texsynth"
-            )
-        for name, digest in dict(files).items():
-            parts = _safe_parts(path, str(name))
-            file = root.joinpath(*parts)
+        recipe_name, files = _read_manifest(path, manifest_path)
+        for name, digest in files.items():
+            file = root.joinpath(*entry_parts(path, name))
             if not file.is_file():
                 raise TexsynthError(f"{path}: {name}: listed in the manifest but missing")
             if sha256(file) != digest:
                 raise TexsynthError(f"{path}: {name}: does not match its hash in the manifest (damaged bundle?)")
-        return root.joinpath(*_safe_parts(path, str(recipe_name)))
-    recipes = [parts for parts in names if len(parts) == 1 and parts[0].endswith((".yaml", ".yml"))]
+        listed = {name.lower() for name in files} | {MANIFEST_ENTRY}
+        for name in names:
+            if name.lower() not in listed:
+                raise TexsynthError(f"{path}: {name}: not listed in the manifest (added after packing?)")
+        if recipe_name not in files:
+            raise TexsynthError(f"{path}: {MANIFEST_ENTRY}: recipe: {shown(recipe_name)} is not one of its files")
+        return root.joinpath(*entry_parts(path, recipe_name))
+    recipes = [name for name in names if "/" not in name and name.endswith((".yaml", ".yml"))]
     if len(recipes) != 1:
         raise TexsynthError(f"{path}: a bundle needs exactly one recipe (.yaml) at its top level, found {len(recipes)}")
-    return root / recipes[0][0]
+    return root / recipes[0]
+
+
+def _read_manifest(path: Path, manifest_path: Path) -> tuple[str, dict[str, str]]:
+    """The manifest's recipe entry and files (entry name -> SHA-256), every field checked for its type."""
+    where = f"{path}: {MANIFEST_ENTRY}"
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError):
+        raise TexsynthError(f"{where}: unreadable manifest (not JSON)") from None
+    if not isinstance(manifest, dict):
+        raise TexsynthError(f"{where}: a manifest must be a JSON object, got {kind(manifest)}")
+    version = manifest.get("format")
+    if "format" not in manifest or type(version) is not int or version < 1:
+        got = "nothing" if "format" not in manifest else shown(version)
+        raise TexsynthError(f"{where}: format: must be the bundle format, a whole number from 1, got {got}")
+    if version > BUNDLE_FORMAT:
+        raise TexsynthError(
+            f"{path}: bundle format {version} is newer than texsynth {__version__} reads; upgrade texsynth"
+        )
+    recipe, files = manifest.get("recipe"), manifest.get("files")
+    if not isinstance(recipe, str) or not recipe:
+        raise TexsynthError(f"{where}: recipe: must be the recipe's entry name, got {shown(recipe)}")
+    if not isinstance(files, dict) or not all(isinstance(digest, str) for digest in files.values()):
+        got = kind(files) if not isinstance(files, dict) else "a value that is not a SHA-256"
+        raise TexsynthError(f"{where}: files: must map each entry name to its SHA-256, got {got}")
+    return recipe, files
 
 
 def load_bundled_recipe(
@@ -295,9 +256,9 @@ def load_bundled_recipe(
     """
     overrides = dict(overrides or {})
     name = bundle_name(bundle.path)
-    if overrides.get("output") is None:
-        overrides["output"] = str(_confined_output(bundle, out_dir, name))
-    recipe = load_recipe(bundle.recipe, overrides=overrides, source=bundle.source, name=name)
+    # The recipe's own output, confined to out_dir: still the recipe's field in messages.
+    replacing = {"output": str(_confined_output(bundle, out_dir, name))} if overrides.get("output") is None else {}
+    recipe = load_recipe(bundle.recipe, overrides=overrides, source=bundle.source, name=name, replacing=replacing)
     if recipe.weights is not None:
         raise TexsynthError(located(bundle.source, "weights", "a bundled recipe cannot name weights files"))
     for loc, image in recipe.input_images():
@@ -315,7 +276,7 @@ def bundle_origin(bundle: Bundle) -> Origin:
 
 
 def _confined_output(bundle: Bundle, out_dir: Path, name: str) -> Path:
-    folder = Path(out_dir).expanduser().resolve()
+    folder = resolved(out_dir, "out_dir")
     try:
         data, _ = read_yaml(bundle.recipe.read_text(encoding="utf-8"), bundle.source)
     except (OSError, UnicodeDecodeError):

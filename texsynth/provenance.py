@@ -22,11 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 from ._version import __version__
 from .bundle import Origin, bundle_origin, open_bundle
-from .errors import TexsynthError
-from .io import read_metadata, sha256
+from .errors import TexsynthError, said
+from .files import resolved, sha256
+from .io import read_metadata
 from .recipe import Recipe, parse_recipe
 
 #: What outputs of the feed-forward path record as ``made_by``: they come from a model, not a recipe.
@@ -88,6 +90,11 @@ def recipe_identity(recipe: Recipe) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+#: Bytes of input files one look at an output hashes in all: the output names the files, and
+#: a hostile one can name huge ones (or the same one a thousand times).
+MAX_HASHED_BYTES = 1 << 30
+
+
 @dataclass(frozen=True)
 class Provenance:
     """An output's embedded metadata, and the state of each input it names."""
@@ -121,7 +128,7 @@ def describe(path: Path) -> Provenance:
     inputs = _recorded_inputs(metadata)
     if "bundle" in metadata:
         return Provenance(Path(path), metadata, {name: "in bundle" for name in inputs})
-    return Provenance(Path(path), metadata, {name: _state(Path(name), digest) for name, digest in inputs.items()})
+    return Provenance(Path(path), metadata, _states(inputs))
 
 
 def _recorded_inputs(metadata: Mapping[str, Any]) -> dict[str, Any]:
@@ -129,10 +136,70 @@ def _recorded_inputs(metadata: Mapping[str, Any]) -> dict[str, Any]:
     return inputs if isinstance(inputs, dict) else {}
 
 
-def _state(path: Path, digest: Any) -> str:
-    if not path.is_file():
-        return "missing"
-    return "unchanged" if sha256(path) == digest else "changed"
+def _states(inputs: Mapping[str, Any]) -> dict[str, str]:
+    """Each recorded input's state, hashing at most MAX_HASHED_BYTES in all: the file names the paths."""
+    states, budget = {}, MAX_HASHED_BYTES
+    for name, digest in inputs.items():
+        states[name], budget = _state(Path(name), digest, budget)
+    return states
+
+
+def _state(path: Path, digest: Any, budget: int) -> tuple[str, int]:
+    """The input's state and the hashing budget left after checking it."""
+    try:
+        if not path.is_file():
+            return "missing", budget
+        size = path.stat().st_size
+        if size > budget:
+            return f"not checked: texsynth hashes at most {MAX_HASHED_BYTES >> 20} MiB of inputs", budget
+        return ("unchanged" if sha256(path) == digest else "changed"), budget - size
+    except (OSError, ValueError):  # unreadable, or a name no file can have (a NUL in it)
+        return "unreadable", budget
+
+
+def runnable_yaml(provenance: Provenance) -> str:
+    """What ``texsynth show`` prints: the facts as YAML comments above the embedded recipe, so that
+    ``texsynth show OUT.png > again.yaml`` is a recipe that means only what the embedded one says.
+
+    Every value the file holds goes into a comment through :func:`~texsynth.errors.said`:
+    cut short, with line breaks (YAML's own too: NEL, U+2028, U+2029) and terminal
+    control characters escaped, so none can end its comment line. The recipe is
+    written by ``yaml.safe_dump``, which quotes and escapes what needs it (ASCII only),
+    and without an ``output`` field: texsynth never embeds one, so a file that has
+    one had it added to choose where the re-run writes.
+    """
+    meta = provenance.metadata
+    recipe = {key: value for key, value in meta["recipe"].items() if key != "output"}
+    done = f"{said(meta.get('steps_done'))} of {said(recipe.get('steps'))} steps"
+    if meta.get("interrupted") is True:
+        done += ", interrupted"
+    lines = [
+        f"# {said(str(provenance.path), 500)}",
+        f"# made by texsynth {said(meta.get('texsynth'))}, torch {said(meta.get('torch'))}, "
+        f"on {said(meta.get('device'))}",
+        f"# seed {said(meta.get('seed'))} ({done}); final losses: {_losses_text(meta.get('losses'))}",
+    ]
+    bundle = meta.get("bundle")
+    if isinstance(bundle, dict):
+        lines.append(
+            f"# from bundle {said(bundle.get('path'), 500)} (sha256 {said(bundle.get('sha256'))}); "
+            "paths are inside it"
+        )
+    lines.append("# inputs:")
+    for name, digest in _recorded_inputs(meta).items():
+        lines.append(f"#   {said(name, 500)}  sha256 {said(digest)}  ({provenance.inputs.get(name, 'unknown')})")
+    return "\n".join(lines) + "\n" + yaml.safe_dump(recipe, sort_keys=False)
+
+
+def _losses_text(losses: Any) -> str:
+    if not isinstance(losses, dict):
+        return said(losses)
+    return ", ".join(f"{said(name)} {_number_text(value)}" for name, value in losses.items())
+
+
+def _number_text(value: Any) -> str:
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return f"{value:.4g}" if is_number else said(value)
 
 
 @dataclass(frozen=True)
@@ -150,24 +217,40 @@ def rerun_recipe(path: Path, *, out_dir: Path, overrides: Mapping[str, Any] | No
     path = Path(path)
     metadata = read_provenance(path)
     source = f"{path} (embedded recipe)"
+    # The output goes where the user says, never where the file says: any output field it holds is replaced.
     overrides = dict(overrides or {})
+    replacing = {}
     if overrides.get("output") is None:
-        overrides["output"] = str(Path(out_dir).expanduser().resolve() / f"{path.stem}.rerun{path.suffix.lower()}")
+        replacing["output"] = str(resolved(out_dir, "out_dir") / f"{path.stem}.rerun{path.suffix.lower()}")
     warnings = _version_warnings(path, metadata)
-    bundle_info = metadata.get("bundle")
-    if isinstance(bundle_info, dict):
-        bundle_path = Path(str(bundle_info.get("path", "")))
+    device = metadata.get("device") if isinstance(metadata.get("device"), str) else None
+    if "bundle" in metadata:
+        bundle_path = _bundle_path(path, metadata["bundle"])
         with open_bundle(bundle_path) as bundle:
-            if bundle.sha256 != bundle_info.get("sha256"):
+            if bundle.sha256 != metadata["bundle"].get("sha256"):
                 warnings.append(f"{bundle_path} has changed since {path} was made; the result may differ")
-            recipe = parse_recipe(metadata["recipe"], source=source, base_dir=bundle.root, overrides=overrides)
-            yield Rerun(recipe, warnings, bundle_origin(bundle), metadata.get("device"))
+            recipe = parse_recipe(
+                metadata["recipe"], source=source, base_dir=bundle.root, overrides=overrides, replacing=replacing
+            )
+            yield Rerun(recipe, warnings, bundle_origin(bundle), device)
         return
-    recipe = parse_recipe(metadata["recipe"], source=source, base_dir=path.resolve().parent, overrides=overrides)
-    for name, digest in _recorded_inputs(metadata).items():
-        if _state(Path(name), digest) == "changed":
-            warnings.append(f"{name} has changed since {path} was made (its SHA-256 differs); the result may differ")
-    yield Rerun(recipe, warnings, None, metadata.get("device"))
+    recipe = parse_recipe(
+        metadata["recipe"], source=source, base_dir=path.resolve().parent, overrides=overrides, replacing=replacing
+    )
+    for name, state in _states(_recorded_inputs(metadata)).items():
+        if state == "changed":
+            warnings.append(
+                f"{said(name, 500)} has changed since {path} was made (its SHA-256 differs); the result may differ"
+            )
+    yield Rerun(recipe, warnings, None, device)
+
+
+def _bundle_path(path: Path, bundle: Any) -> Path:
+    """The bundle an output says it was made from; it is opened like any bundle: as hostile."""
+    recorded = bundle.get("path") if isinstance(bundle, dict) else None
+    if not isinstance(recorded, str) or not recorded or "\x00" in recorded:
+        raise TexsynthError(f"{path}: the embedded metadata names a bundle but not its path")
+    return Path(recorded)
 
 
 def _version_warnings(path: Path, metadata: Mapping[str, Any]) -> list[str]:
@@ -175,5 +258,5 @@ def _version_warnings(path: Path, metadata: Mapping[str, Any]) -> list[str]:
     for name, now in (("texsynth", __version__), ("torch", torch.__version__)):
         made = metadata.get(name)
         if made != now:
-            warnings.append(f"{path} was made with {name} {made}, this is {now}; the result may differ")
+            warnings.append(f"{path} was made with {name} {said(made)}, this is {now}; the result may differ")
     return warnings

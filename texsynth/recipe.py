@@ -20,11 +20,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from ._version import __version__
-from .errors import TexsynthError, located
+from .errors import TexsynthError, located, shown
 from .features import FEATURE_LAYERS, deepest_layer, downsampling
+from .files import expanded
 from .io import probe_image
 from .messages import drop_redundant, kind, problem_message
-from .safe_yaml import read_yaml
+from .preflight import size_problem
+from .safe_yaml import MAX_RECIPE_BYTES, read_yaml
 
 #: The recipe format this texsynth reads and writes.
 RECIPE_VERSION = 1
@@ -32,8 +34,6 @@ RECIPE_VERSION = 1
 MAX_SIDE = 8192
 #: Smallest output side: relu5_1 sees it halved four times.
 MIN_SIDE = 16
-#: Recipes are small text files; anything bigger is a mistake or an attack.
-MAX_RECIPE_BYTES = 1_000_000
 #: Image types an output path may have.
 OUTPUT_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
@@ -106,11 +106,22 @@ LayerWeights = dict[str, Weight]
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
 
 
+def _home_expanded(cls: type, value: Any) -> Any:
+    """A path as written, with a leading ``~`` or ``~user`` expanded.
+
+    Done on the text, before it becomes a Path: ``./~x`` names a file called
+    ``~x`` beside the recipe, but as a Path it would read ``~x`` again.
+    """
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("a path cannot contain a NUL character")
+    return str(expanded(Path(value))) if isinstance(value, str) and value.startswith("~") else value
+
+
 def _resolve(cls: type, path: Path | None, info: ValidationInfo) -> Path | None:
     base = (info.context or {}).get("base_dir")
     if path is None or base is None:
         return path
-    return (Path(base) / path.expanduser()).resolve()
+    return (Path(base) / path).resolve()
 
 
 def _input_image(cls: type, path: Path | None, info: ValidationInfo) -> Path | None:
@@ -132,9 +143,9 @@ def _check_layers(cls: type, layers: dict[str, float]) -> dict[str, float]:
         raise ValueError("must name at least one layer")
     for name in layers:
         if name not in FEATURE_LAYERS:
-            hint = difflib.get_close_matches(name, FEATURE_LAYERS, n=1)
+            hint = difflib.get_close_matches(name, FEATURE_LAYERS, n=1) if len(name) < 100 else []
             suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
-            raise ValueError(f"unknown VGG19 layer {name!r}{suggestion}; layers are conv1_1/relu1_1 ... relu5_4")
+            raise ValueError(f"unknown VGG19 layer {shown(name)}{suggestion}; layers are conv1_1/relu1_1 ... relu5_4")
     return layers
 
 
@@ -151,6 +162,7 @@ class Style(BaseModel):
     #: resized to the output. Without one, the style applies everywhere.
     mask: Path | None = None
 
+    _expand_home = field_validator("image", "mask", mode="before")(_home_expanded)
     _resolve_image = field_validator("image", "mask")(_input_image)
 
 
@@ -162,6 +174,7 @@ class Content(BaseModel):
     weight: Weight = 1.0
     layers: LayerWeights = Field(default_factory=lambda: dict(DEFAULT_CONTENT_LAYERS))
 
+    _expand_home = field_validator("image", mode="before")(_home_expanded)
     _resolve_image = field_validator("image")(_input_image)
     _check_layers = field_validator("layers")(_check_layers)
 
@@ -213,6 +226,7 @@ class Recipe(BaseModel):
     #: auto: both for textures, Gram for style transfers.
     style_loss: StyleLoss = StyleLoss.AUTO
 
+    _expand_home = field_validator("output", "init_image", "weights", mode="before")(_home_expanded)
     _resolve_paths = field_validator("output")(_resolve)
     _resolve_inputs = field_validator("init_image")(_input_image)
     _check_layers = field_validator("style_layers")(_check_layers)
@@ -242,7 +256,7 @@ class Recipe(BaseModel):
     def _parse_size(cls, value: Any) -> int | tuple[int, int]:
         sides = value if isinstance(value, (list, tuple)) else [value]
         if len(sides) not in (1, 2) or not all(type(side) is int for side in sides):
-            raise ValueError(f"must be a long side in px or [width, height], got {value!r}")
+            raise ValueError(f"must be a long side in px or [width, height], got {shown(value)}")
         for side in sides:
             if side < MIN_SIDE or side > MAX_SIDE:
                 raise ValueError(f"{side} px is out of range: each side must be between {MIN_SIDE} and {MAX_SIDE} px")
@@ -253,13 +267,13 @@ class Recipe(BaseModel):
     def _parse_scales(cls, value: Any) -> str | int:
         if value == "auto" or (type(value) is int and 1 <= value <= 8):
             return value
-        raise ValueError(f"must be 'auto' or a whole number from 1 to 8, got {value!r}")
+        raise ValueError(f"must be 'auto' or a whole number from 1 to 8, got {shown(value)}")
 
     @field_validator("output")
     @classmethod
     def _image_suffix(cls, output: Path | None) -> Path | None:
         if output is not None and output.suffix.lower() not in OUTPUT_SUFFIXES:
-            raise ValueError(f"unsupported image type {output.suffix or '(none)'!r}; use .png, .jpg or .webp")
+            raise ValueError(f"unsupported image type {shown(output.suffix or '(none)')}; use .png, .jpg or .webp")
         return output
 
     @model_validator(mode="after")
@@ -293,6 +307,15 @@ class Recipe(BaseModel):
                 f"({self.deepest_layer} sees the image halved {downsampling(self.deepest_layer)} times), "
                 f"got {self.size}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _fits_at_every_scale(self, info: ValidationInfo) -> Recipe:
+        """When files are checked: the output and every style image are large enough for the deepest layer."""
+        if (info.context or {}).get("check_files"):
+            problem = size_problem(self)
+            if problem:
+                raise ValueError(problem)
         return self
 
     @property
@@ -408,13 +431,19 @@ def _set_at(data: dict[str, Any], location: tuple[str | int, ...], value: Any) -
 
 
 def load_recipe(
-    path: str | Path, *, overrides: Mapping[str, Any] | None = None, source: str | None = None, name: str | None = None
+    path: str | Path,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    source: str | None = None,
+    name: str | None = None,
+    replacing: Mapping[str, Any] | None = None,
 ) -> Recipe:
     """Read, validate and resolve a recipe file; ``overrides`` replace fields (command-line options).
 
     ``source`` names the file in messages (default: its path); ``name`` gives the
-    default output ``out/<name>.png`` (default: the file's stem). Raises
-    :class:`TexsynthError` listing every problem found, the first in its message.
+    default output ``out/<name>.png`` (default: the file's stem); ``replacing``:
+    see :func:`parse_recipe`. Raises :class:`TexsynthError` listing every problem
+    found, the first in its message.
     """
     path = Path(path)
     source = source or str(path)
@@ -430,7 +459,13 @@ def load_recipe(
         raise TexsynthError(located(source, None, f"cannot read recipe: {error}")) from None
     data, node = read_yaml(text, source)
     return parse_recipe(
-        data, source=source, base_dir=path.resolve().parent, name=name or path.stem, node=node, overrides=overrides
+        data,
+        source=source,
+        base_dir=path.resolve().parent,
+        name=name or path.stem,
+        node=node,
+        overrides=overrides,
+        replacing=replacing,
     )
 
 
@@ -442,18 +477,22 @@ def parse_recipe(
     name: str = "texsynth",
     node: yaml.Node | None = None,
     overrides: Mapping[str, Any] | None = None,
+    replacing: Mapping[str, Any] | None = None,
 ) -> Recipe:
     """Validate recipe data (as loaded from YAML) and check its input files.
 
-    ``overrides`` replace fields; a dotted key reaches into a nested one
-    (``content.weight``), and into every style for ``styles.<field>`` (a list
-    value gives one per style, in order).
+    ``overrides`` replace fields and are named in messages as coming from the
+    command line; a dotted key reaches into a nested one (``content.weight``),
+    and into every style for ``styles.<field>`` (a list value gives one per
+    style, in order). ``replacing`` sets top-level fields on the recipe's behalf
+    (where a bundle's output goes) and is named as the recipe's own field.
     """
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise TexsynthError(located(source, None, f"a recipe must be a mapping of fields, got {kind(data)}"))
     overrides = {key: value for key, value in (overrides or {}).items() if value is not None}
+    data = {**data, **{key: value for key, value in (replacing or {}).items() if value is not None}}
     merged = _overridden(data, overrides, source)
     if "output" not in merged and base_dir is not None:
         merged["output"] = str(Path("out") / f"{name}.png")

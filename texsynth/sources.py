@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .api import check_output
 from .bundle import Origin, load_bundled_recipe, open_bundle
-from .errors import TexsynthError
+from .errors import TexsynthError, located
+from .features import weights_problem
 from .provenance import rerun_recipe
 from .recipe import OUTPUT_SUFFIXES, Recipe, load_recipe
 
@@ -62,12 +64,29 @@ def open_recipe(
 
 
 def validate(paths: Sequence[Path], *, out_dir: Path = DEFAULT_OUT_DIR) -> dict[Path, list[str]]:
-    """Every problem in each file (an empty list when it is fine), without running anything."""
+    """Every problem in each file (an empty list when it is fine), without running anything.
+
+    Beyond what loading checks, what a run checks before it starts: the output
+    (see :func:`texsynth.api.check_output`) and the weights file, read as a run would.
+    """
     found: dict[Path, list[str]] = {}
     for path in paths:
         try:
-            with open_recipe(Path(path), out_dir=out_dir):
-                found[Path(path)] = []
+            with open_recipe(Path(path), out_dir=out_dir) as opened:
+                found[Path(path)] = _before_a_run(opened)
         except TexsynthError as error:
             found[Path(path)] = list(error.problems)
     return found
+
+
+def _before_a_run(opened: Opened) -> list[str]:
+    problems = []
+    try:
+        check_output(opened.recipe, opened.source, opened.origin)
+    except TexsynthError as error:
+        problems.append(str(error))
+    weights = opened.recipe.weights
+    problem = weights_problem(weights) if weights is not None else None
+    if problem:
+        problems.append(located(opened.source, "weights", f"{weights}: {problem}"))
+    return problems

@@ -13,6 +13,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import yaml
+
 from .errors import TexsynthError
 from .io import atomic_write, probe_image
 from .recipe import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, RECIPE_VERSION, Recipe, parse_recipe
@@ -50,58 +52,77 @@ def _flow(layers: dict[str, float]) -> str:
 
 def _path_from(folder: Path, image: Path) -> str:
     # abspath, not resolve: a symlinked images folder should stay as the user sees it.
-    return Path(os.path.relpath(os.path.abspath(image), folder)).as_posix()
+    path = Path(os.path.relpath(os.path.abspath(image), folder)).as_posix()
+    # A recipe expands a leading ~ to a home folder: a file named "~x" beside the recipe is "./~x".
+    return f"./{path}" if path.startswith("~") else path
+
+
+def yaml_text(text: str) -> str:
+    """``text`` as a YAML value that reads back as exactly this text: as it is where it does, else
+    double-quoted with escapes (a path named ``null``, ``123``, ``a: b``, ``#1`` or `` x`` stays a path)."""
+    try:
+        if yaml.safe_load(f"value: {text}") == {"value": text}:
+            return text
+    except yaml.YAMLError:
+        pass
+    return yaml.safe_dump(text, default_style='"', width=float("inf")).rstrip("\n")
+
+
+Line = str | tuple[str, str]  # a line, or (code, comment): comments are lined up in one column
 
 
 def starter_text(styles: Sequence[tuple[Path, float]], content: Path | None, folder: Path, name: str) -> str:
     """The commented recipe for ``styles`` (path, weight) and an optional ``content``, saved in ``folder``."""
     kind = "style transfer" if content is not None else "texture synthesis"
-    lines = [
+    lines: list[Line] = [
         f"# texsynth recipe ({kind}), written by `texsynth new`. Paths are relative to this file.",
         "# Every field is explained in the README; `texsynth schema` lets editors complete and check it.",
         f"version: {RECIPE_VERSION}",
-        f"size: {_default('size')}  # output long side in px, or [width, height]",
-        f"steps: {_default('steps')}  # optimizer iterations",
-        f"seed: {_default('seed')}  # same recipe + seed + device -> the same image",
+        (f"size: {_default('size')}", "output long side in px, or [width, height]"),
+        (f"steps: {_default('steps')}", "optimizer iterations"),
+        (f"seed: {_default('seed')}", "same recipe + seed + device -> the same image"),
         "styles:",
     ]
     for image, weight in styles:
         lines += [
-            f"  - image: {_path_from(folder, image)}",
-            f"    weight: {weight}  # share of the blend (weights are normalized to sum to 1)",
-            "    scale: 1.0  # style size on the output: 2 = features twice as large, 0.5 = half",
+            f"  - image: {yaml_text(_path_from(folder, image))}",
+            (f"    weight: {weight}", "share of the blend (weights are normalized to sum to 1)"),
+            ("    scale: 1.0", "style size on the output: 2 = features twice as large, 0.5 = half"),
         ]
     lines += [
         f"style_layers: {_flow(DEFAULT_STYLE_LAYERS)}",
-        f"style_weight: {_default('style_weight')}  # raise (3-10) for a stronger style",
+        (f"style_weight: {_default('style_weight')}", "raise (3-10) for a stronger style"),
     ]
     if content is not None:
         lines += [
             "content:",
-            f"  image: {_path_from(folder, content)}",
-            "  weight: 1.0  # how much of the photo is kept",
+            f"  image: {yaml_text(_path_from(folder, content))}",
+            ("  weight: 1.0", "how much of the photo is kept"),
             f"  layers: {_flow(DEFAULT_CONTENT_LAYERS)}",
-            f"preserve_colour: {_default('preserve_colour')}  # none | luminance | histogram: keep the photo's colours",
-            "init: content  # noise | content | image (set init_image:) | style_mean",
+            (
+                f"preserve_colour: {_default('preserve_colour')}",
+                "none | luminance | histogram: keep the photo's colours",
+            ),
+            ("init: content", "noise | content | image (set init_image:) | style_mean"),
         ]
     else:
-        lines += ["init: noise  # noise | image (set init_image:) | style_mean"]
+        lines += [("init: noise", "noise | image (set init_image:) | style_mean")]
     lines += [
         "# init_image: start.png",
-        f"optimizer: {_default('optimizer')}  # lbfgs | adam",
-        f"tv_weight: {_default('tv_weight')}  # > 0 (e.g. 1) smooths single-pixel noise",
-        f"pooling: {_default('pooling')}  # max | avg",
-        f"output: out/{name}.png",
+        (f"optimizer: {_default('optimizer')}", "lbfgs | adam"),
+        (f"tv_weight: {_default('tv_weight')}", "> 0 (e.g. 1) smooths single-pixel noise"),
+        (f"pooling: {_default('pooling')}", "max | avg"),
+        f"output: {yaml_text(f'out/{name}.png')}",
     ]
     return "\n".join(_aligned(line) for line in lines) + "\n"
 
 
-def _aligned(line: str) -> str:
-    """Line up trailing ``  # comment`` parts in one column."""
-    code, marker, comment = line.partition("  # ")
-    if not marker or not code.strip():
+def _aligned(line: Line) -> str:
+    """A line, with its comment (if any) in the column every comment starts in."""
+    if isinstance(line, str):
         return line
-    return f"{code.rstrip():<26}# {comment}"
+    code, comment = line
+    return f"{code:<26}# {comment}"
 
 
 def write_starter(

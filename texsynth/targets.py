@@ -22,6 +22,7 @@ from .graph import LossGraph, compile_graph, content_targets, style_features
 from .initial import mean_colour
 from .io import image_size, load_image
 from .optimize import Objective
+from .preflight import resized_style
 from .recipe import Precision, Recipe
 
 
@@ -132,6 +133,4 @@ def colour_control(recipe: Recipe, width: int, height: int) -> ColourControl:
 
 def style_image_size(path: Path, scale: float, output_long_side: int) -> tuple[int, int]:
     """Style image size whose long side is ``scale`` × the output's, keeping its aspect."""
-    width, height = image_size(path)
-    factor = scale * output_long_side / max(width, height)
-    return (max(1, round(width * factor)), max(1, round(height * factor)))
+    return resized_style(image_size(path), scale, output_long_side)

@@ -24,10 +24,12 @@ from .api import Synthesis, output_size, pick_device, synthesis_metadata, synthe
 from .distributed import Shard, join_torchrun, leave_torchrun, local_device, wait_for_all
 from .errors import TexsynthError, located
 from .features import activation_elements
+from .files import input_clash
 from .io import save_image
+from .messages import field_path
 from .provenance import recipe_identity
 from .recipe import Recipe
-from .sources import DEFAULT_OUT_DIR, open_recipe
+from .sources import DEFAULT_OUT_DIR, Opened, open_recipe
 from .tile_folder import (
     CONTACT_SHEET,
     MANIFEST,
@@ -54,6 +56,7 @@ __all__ = [
     "auto_batch_size",
     "check_folder",
     "completed",
+    "count_problem",
     "folder_problem",
     "make_tiles",
     "read_manifest",
@@ -72,6 +75,9 @@ CPU_BATCH = 4
 #: Most tiles per batch on a GPU, and the share of free memory a batch may take.
 MAX_GPU_BATCH = 32
 GPU_MEMORY_SHARE = 0.6
+#: Most tiles per recipe in one batch folder. The manifest is rewritten after every
+#: batch and the indices are planned up front, so far more is a typo, not a dataset.
+MAX_TILES = 100_000
 
 
 def auto_batch_size(recipe: Recipe, device: torch.device, width: int, height: int) -> int:
@@ -83,6 +89,15 @@ def auto_batch_size(recipe: Recipe, device: torch.device, width: int, height: in
     # and the L-BFGS history: 2 × 50 image-sized vectors.
     per_tile = 4 * (2 * activation_elements(recipe.layers, width, height) + 2 * 50 * 3 * width * height)
     return max(1, min(MAX_GPU_BATCH, int(GPU_MEMORY_SHARE * free // per_tile)))
+
+
+def count_problem(count: int) -> str | None:
+    """Why ``count`` tiles per recipe is not a batch texsynth makes, or None."""
+    if count < 1:
+        return f"must be at least 1, got {count}"
+    if count > MAX_TILES:
+        return f"must be at most {MAX_TILES} tiles per recipe, got {count}"
+    return None
 
 
 def tile_seed(recipe_seed: int, index: int) -> int:
@@ -119,6 +134,7 @@ def make_tiles(
     batch_size = batch_size or auto_batch_size(recipe, device, *output_size(recipe))
     identity = recipe_identity(recipe)
     check_folder(folder, identity, force=force, source=source)
+    _check_inputs_outside(recipe, folder, count, source)
     folder.mkdir(parents=True, exist_ok=True)
     if shard.world == 1:
         remove_leftovers(folder)
@@ -149,8 +165,9 @@ def make_tiles(
 
 
 def _check_counts(count: int, batch_size: int | None, source: str) -> None:
-    if count < 1:
-        raise TexsynthError(located(source, "count", f"must be at least 1, got {count}"))
+    problem = count_problem(count)
+    if problem:
+        raise TexsynthError(located(source, "count", problem))
     if batch_size is not None and batch_size < 1:
         raise TexsynthError(located(source, "batch_size", f"must be at least 1, got {batch_size}"))
 
@@ -211,11 +228,13 @@ def run_batch(
         chosen = pick_device(str(device) if device is not None else local_device(shard))
         with ExitStack() as stack:
             # 1. Open and check every recipe and folder before making anything.
-            jobs = []
+            jobs: list[tuple[Opened, Path]] = []
             for path in sources:
                 opened = stack.enter_context(open_recipe(path, overrides=overrides, out_dir=DEFAULT_OUT_DIR))
-                folder = out if len(sources) == 1 else out / Path(opened.source).name.split(".")[0]
+                folder = out if len(sources) == 1 else out / Path(path).name.split(".")[0]
+                _check_folder_is_its_own(folder, opened.source, jobs)
                 check_folder(folder, recipe_identity(opened.recipe), force=force, source=opened.source)
+                _check_inputs_outside(opened.recipe, folder, count, opened.source)
                 jobs.append((opened, folder))
             # 2. Make this process's share of each.
             if watcher is not None:
@@ -245,6 +264,35 @@ def run_batch(
     finally:
         leave_torchrun(shard)
     return BatchRun(reports=reports, shard=shard)
+
+
+def _check_folder_is_its_own(folder: Path, source: str, jobs: Sequence[tuple[Opened, Path]]) -> None:
+    """Two recipes of one batch never share a folder: recipes with the same file name would."""
+    for other, taken in jobs:
+        # Compared without case: on macOS and Windows, tiles/Brick and tiles/brick are one folder.
+        if str(taken).casefold() == str(folder).casefold():
+            raise TexsynthError(
+                located(
+                    source,
+                    "out",
+                    f"{other.source} already makes its tiles in {taken}; recipes of one batch need different names",
+                )
+            )
+
+
+def _check_inputs_outside(recipe: Recipe, folder: Path, count: int, source: str) -> None:
+    """The output-is-an-input rule for a batch: none of the files it writes over is one the recipe reads.
+
+    Inputs exist, so only files already in the folder can be one (by inode: links count).
+    """
+    if not folder.is_dir():
+        return
+    inputs = [(field_path(loc), path) for loc, path in recipe.input_images()]
+    written = [folder / MANIFEST, folder / CONTACT_SHEET, *(folder / tile_name(i) for i in range(count))]
+    for path in written:
+        clash = input_clash(path, inputs) if path.exists() else None
+        if clash:
+            raise TexsynthError(located(source, "out", clash))
 
 
 def _keep(

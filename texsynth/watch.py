@@ -88,15 +88,19 @@ class LossTrace:
         self._temporary: str | None = None
 
     def __call__(self, progress: StepReport) -> None:
-        if self._handle is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            descriptor, self._temporary = tempfile.mkstemp(
-                dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".part"
-            )
-            self._handle = os.fdopen(descriptor, "w", encoding="utf-8")
         record = {"step": progress.step, "elapsed": round(progress.elapsed, 4), **progress.values()}
-        self._handle.write(json.dumps(record) + "\n")
-        self._handle.flush()
+        try:
+            if self._handle is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                descriptor, self._temporary = tempfile.mkstemp(
+                    dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".part"
+                )
+                self._handle = os.fdopen(descriptor, "w", encoding="utf-8")
+            self._handle.write(json.dumps(record) + "\n")
+            self._handle.flush()
+        except OSError as error:  # a full disk, mid-run
+            self._discard()
+            raise TexsynthError(f"cannot write {self.path}: {error.strerror or error}") from None
 
     def __enter__(self) -> LossTrace:
         return self
@@ -106,13 +110,26 @@ class LossTrace:
     ) -> None:
         if self._handle is None or self._temporary is None:
             return
-        self._handle.close()
-        if kind is None:
+        if kind is not None:
+            self._discard()
+            return
+        try:
+            self._handle.close()
             os.chmod(self._temporary, 0o644)
             os.replace(self._temporary, self.path)
-        else:
-            with contextlib.suppress(FileNotFoundError):
+        except OSError as failure:
+            self._discard()
+            raise TexsynthError(f"cannot write {self.path}: {failure.strerror or failure}") from None
+
+    def _discard(self) -> None:
+        """Close and remove the temporary file, whatever state it is in."""
+        if self._handle is not None:
+            with contextlib.suppress(OSError):
+                self._handle.close()
+        if self._temporary is not None:
+            with contextlib.suppress(OSError):
                 os.unlink(self._temporary)
+        self._handle = self._temporary = None
 
 
 class Frames:

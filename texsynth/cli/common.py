@@ -2,13 +2,15 @@
 
 The edge: any :class:`TexsynthError` becomes one line on stderr and exit code 2
 (``fail_cleanly`` for a command, ``main`` for click's own usage errors); Ctrl-C
-exits with 130. The CLI names its own flags in messages (``--count: must be at
+exits with 130, SIGTERM with 143 and SIGHUP with 129, after one line if the
+command had not finished. The CLI names its own flags in messages (``--count: must be at
 least 1``) and checks them before it calls the library, which names its
 parameters instead.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable
 from enum import Enum
@@ -22,7 +24,10 @@ from typer.core import TyperCommand, TyperGroup
 
 from .._version import __version__
 from ..api import device_problem
-from ..errors import TexsynthError
+from ..errors import TexsynthError, one_line
+from ..files import input_clash, resolved, user_path, writable_problem
+from ..interrupts import exit_code as interrupted_exit_code
+from ..interrupts import signals_as_interrupts
 
 #: A flag takes no value, so help shows none (typer would print ``<bool>``).
 FLAG = ""
@@ -57,7 +62,8 @@ app = typer.Typer(
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130
+#: What a command stopped by Ctrl-C, SIGTERM or SIGHUP says (it exits with ``interrupted_exit_code()``).
+INTERRUPTED = "interrupted: stopped before it finished; no file was left half-written"
 #: Exit code when some items of a batch failed (the others were made).
 EXIT_SOME_FAILED = 1
 
@@ -68,7 +74,8 @@ def stderr_console() -> Console:
 
 
 def fail_cleanly(command: F) -> F:
-    """Turn a TexsynthError into one line on stderr and exit code 2."""
+    """Turn a TexsynthError into one line on stderr and exit code 2, and an interrupt the
+    command did not handle itself (Ctrl-C, SIGTERM or SIGHUP while it starts) into one line too."""
 
     @wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -77,8 +84,18 @@ def fail_cleanly(command: F) -> F:
         except TexsynthError as error:
             typer.echo(f"error: {error}", err=True)
             raise typer.Exit(EXIT_BAD_INPUT) from None
+        except KeyboardInterrupt:
+            say_interrupted()
+            raise typer.Exit(interrupted_exit_code()) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def say_interrupted() -> None:
+    """One line for a command stopped before it finished: atomic writes leave no partial file."""
+    # After SIGHUP the terminal may be gone; the exit code still tells.
+    with contextlib.suppress(OSError):
+        typer.echo(INTERRUPTED, err=True)
 
 
 def _version(value: bool) -> None:
@@ -98,17 +115,20 @@ def _main(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: click's own usage errors also become one line and exit code 2."""
-    try:
-        code = app(args=argv, prog_name="texsynth", standalone_mode=False)
-    except typer.TyperException as error:  # click's usage errors
-        if type(error).__name__ == "NoArgsIsHelpError":
-            typer.echo(error.format_message())
-        else:
-            typer.echo(f"error: {error.format_message()}", err=True)
-        sys.exit(error.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
-        sys.exit(EXIT_INTERRUPTED)
+    """Console entry point: click's own usage errors also become one line and exit code 2;
+    SIGTERM and SIGHUP stop a command as Ctrl-C does (:mod:`texsynth.interrupts`)."""
+    with signals_as_interrupts():
+        try:
+            code = app(args=argv, prog_name="texsynth", standalone_mode=False)
+        except typer.TyperException as error:  # click's usage errors
+            if type(error).__name__ == "NoArgsIsHelpError":
+                typer.echo(error.format_message())
+            else:
+                typer.echo(f"error: {error.format_message()}", err=True)
+            sys.exit(error.exit_code)
+        except (typer.Abort, KeyboardInterrupt):
+            say_interrupted()
+            sys.exit(interrupted_exit_code())
     sys.exit(code if isinstance(code, int) else 0)
 
 
@@ -182,6 +202,27 @@ def parse_layers(option: str, text: str) -> dict[str, float]:
     return layers
 
 
-def absolute(path: Path | None) -> str | None:
+def absolute(option: str, path: Path | None) -> str | None:
     """A path from the command line as an absolute string (recipe paths are relative to the recipe instead)."""
-    return str(path.expanduser().resolve()) if path is not None else None
+    return str(resolved(path, option)) if path is not None else None
+
+
+def output_file(option: str, path: Path) -> Path:
+    """A file a command will write, checked before any work: ``-o: out.zip is a folder``."""
+    path = user_path(path, option)
+    problem = writable_problem(path)
+    if problem:
+        raise TexsynthError(f"{option}: {problem}")
+    return path
+
+
+def not_an_input(option: str, output: Path, inputs: list[tuple[str, Path]]) -> None:
+    """The output-is-an-input rule for a command's own flags: ``-o: x.png is also IMAGE, an input ...``."""
+    clash = input_clash(output, inputs)
+    if clash:
+        raise TexsynthError(f"{option}: {clash}")
+
+
+def warn(text: str) -> None:
+    """A warning on stderr: one line, whatever file names it quotes (not rich: a path must not be wrapped)."""
+    typer.echo(f"warning: {one_line(text)}", err=True)

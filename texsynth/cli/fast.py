@@ -19,7 +19,7 @@ import typer
 import yaml
 
 from ..api import pick_device
-from ..errors import TexsynthError, one_line
+from ..errors import TexsynthError, said
 from ..fast.apply import MIN_TILE, apply_to_files
 from ..fast.loop import TrainingReport
 from ..fast.model_file import MODEL_SUFFIX, load_model
@@ -30,7 +30,7 @@ from ..provenance import FEED_FORWARD_COMMANDS
 from ..recipe import PreserveColour
 from ..sources import DEFAULT_OUT_DIR, open_recipe
 from ..tile_folder import folder_problem
-from .common import EXIT_INTERRUPTED, FLAG, at_least, checked_device, parse_size, stderr_console
+from .common import FLAG, at_least, checked_device, interrupted_exit_code, parse_size, stderr_console
 from .progress import VALUES_EVERY, bar, loss_text
 
 
@@ -107,7 +107,7 @@ def train_command(
             f"interrupted after {trained.iterations} iterations: wrote a usable model to {trained.path}; "
             f"continue with --resume"
         )
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(interrupted_exit_code())
     if not quiet:
         history = trained.model.training.get("history") or [{}]
         losses = ", ".join(f"{name} {value:.4g}" for name, value in history[-1].items() if name != "iteration")
@@ -277,34 +277,37 @@ def is_model_file(path: Path) -> bool:
 
 
 def show_model(path: Path, *, as_json: bool) -> None:
-    """What a model file says about itself: YAML comments, then the recipe it was trained from."""
+    """What a model file says about itself: YAML comments, then the recipe it was trained from.
+
+    As for images (:func:`texsynth.provenance.runnable_yaml`), every value from the file
+    goes into a comment through :func:`~texsynth.errors.said`, cut short and escaped so it
+    cannot end its line, and the recipe is written without any ``output`` field, so
+    ``texsynth show MODEL > recipe.yaml`` means only what the trained recipe says.
+    """
     model = load_model(path)
     facts = model.describe()
     if as_json:
         typer.echo(json.dumps(facts, indent=2))
         return
     training = model.training
-    history = training.get("history") or [{}]
-    last = history[-1] if isinstance(history[-1], dict) else {}
-    options = training.get("options") if isinstance(training.get("options"), dict) else {}
-    blend = ", ".join(f"{name} {weight:.3g}" for name, weight in zip(model.styles, model.blend))
-    network = facts["architecture"].get("kind")
+    history = training.get("history") if isinstance(training.get("history"), list) else []
+    last = history[-1] if history and isinstance(history[-1], dict) else {}
+    blend = ", ".join(f"{said(name)} {weight:.3g}" for name, weight in zip(model.styles, model.blend))
     lines = [
-        f"{path}",
-        f"a {model.kind} model ({network}) made by texsynth {model.versions.get('texsynth')}, "
-        f"torch {model.versions.get('torch')}; sha256 {model.sha256}",
-        f"styles: {blend} (the default blend; texsynth sample --blend picks others)",
-        f"architecture: {json.dumps(facts['architecture'])}",
-        f"trained {training.get('iterations')} iterations on {training.get('device')} in "
-        f"{training.get('seconds')} s: {json.dumps(options)}",
-        "final losses: " + ", ".join(f"{k} {v}" for k, v in last.items() if k != "iteration"),
+        said(str(path), 500),
+        f"a {model.kind} model ({said(facts['architecture'].get('kind'))}) made by texsynth "
+        f"{said(model.versions.get('texsynth'))}, torch {said(model.versions.get('torch'))}; sha256 {model.sha256}",
+        f"styles: {blend} (the default blend; --blend picks others)",
+        f"architecture: {said(json.dumps(facts['architecture']), 500)}",
+        f"trained {said(training.get('iterations'))} iterations on {said(training.get('device'))} in "
+        f"{said(training.get('seconds'))} s: {said(json.dumps(training.get('options')), 500)}",
+        "final losses: " + ", ".join(f"{said(k)} {said(v)}" for k, v in last.items() if k != "iteration"),
         "inputs:",
-        *(f"  {name}  sha256 {digest}" for name, digest in model.inputs.items()),
+        *(f"  {said(name, 500)}  sha256 {said(digest)}" for name, digest in model.inputs.items()),
     ]
-    # Every line comes from the file: escaped to one line each and commented out, so
-    # `texsynth show MODEL > recipe.yaml` holds the trained recipe and nothing more.
-    typer.echo("\n".join(f"# {one_line(line)}" for line in lines))
-    typer.echo(yaml.safe_dump(model.recipe, sort_keys=False), nl=False)
+    typer.echo("\n".join(f"# {line}" for line in lines))
+    recipe = {key: value for key, value in model.recipe.items() if key != "output"}
+    typer.echo(yaml.safe_dump(recipe, sort_keys=False), nl=False)
 
 
 def show_feed_forward_output(path: Path, *, as_json: bool) -> bool:
@@ -320,16 +323,16 @@ def show_feed_forward_output(path: Path, *, as_json: bool) -> bool:
         key: meta.get(key) for key in ("blend", "size", "seed", "input", "preserve_colour", "tile") if key in meta
     }
     lines = [
-        f"{path}",
-        f"made by texsynth {meta.get('made_by')} (texsynth {meta.get('texsynth')}, torch {meta.get('torch')}, "
-        f"on {meta.get('device')})",
-        f"model: {model.get('path')}  sha256 {model.get('sha256')}",
-        f"settings: {json.dumps(settings)}",
+        said(str(path), 500),
+        f"made by texsynth {said(meta.get('made_by'))} (texsynth {said(meta.get('texsynth'))}, "
+        f"torch {said(meta.get('torch'))}, on {said(meta.get('device'))})",
+        f"model: {said(model.get('path'), 500)}  sha256 {said(model.get('sha256'))}",
+        f"settings: {said(json.dumps(settings, default=str), 500)}",
         "the recipe the model was trained from:",
     ]
-    typer.echo("\n".join(f"# {one_line(line)}" for line in lines))
-    recipe = model.get("recipe")
-    typer.echo(yaml.safe_dump(recipe if isinstance(recipe, dict) else {}, sort_keys=False), nl=False)
+    typer.echo("\n".join(f"# {line}" for line in lines))
+    recipe: dict[str, Any] = model["recipe"] if isinstance(model.get("recipe"), dict) else {}
+    typer.echo(yaml.safe_dump({k: v for k, v in recipe.items() if k != "output"}, sort_keys=False), nl=False)
     return True
 
 

@@ -11,16 +11,17 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-import yaml
 
-from ..bundle import BUNDLE_SUFFIX, pack
+from ..bundle import BUNDLE_SUFFIX
 from ..errors import TexsynthError
+from ..files import resolved
 from ..io import atomic_write, probe_image
-from ..provenance import describe
+from ..packing import pack
+from ..provenance import describe, runnable_yaml
 from ..schema import recipe_schema
 from ..sources import DEFAULT_OUT_DIR, validate
 from ..starter import parse_style, write_starter
-from .common import EXIT_BAD_INPUT, FLAG
+from .common import EXIT_BAD_INPUT, FLAG, not_an_input, output_file
 from .fast import is_model_file, show_feed_forward_output, show_model
 
 
@@ -33,7 +34,7 @@ def validate_command(
     ] = DEFAULT_OUT_DIR,
 ) -> None:
     """Check recipes without running them and list every problem (exit 2 if there are any)."""
-    found = validate(files, out_dir=out_dir)
+    found = validate(files, out_dir=resolved(out_dir, "--out-dir"))
     for path, problems in found.items():
         if problems:
             for problem in problems:
@@ -54,6 +55,7 @@ def schema_command(
     if output is None:
         typer.echo(text, nl=False)
         return
+    output = output_file("-o", output)
     with atomic_write(output, "w") as handle:
         handle.write(text)
     typer.echo(f"wrote {output}", err=True)
@@ -71,6 +73,7 @@ def new_command(
     force: Annotated[bool, typer.Option("--force", help="Replace the file if it exists.", metavar=FLAG)] = False,
 ) -> None:
     """Write a commented starter recipe for the given images."""
+    output = output_file("-o", output)
     styles = []
     for text in style:
         try:
@@ -78,10 +81,12 @@ def new_command(
         except ValueError as error:
             raise TexsynthError(f"--style: {error}") from None
         styles.append((image, weight))
-    for option, image in [*(("--style", image) for image, _ in styles), *([("--content", content)] if content else [])]:
+    images = [*(("--style", image) for image, _ in styles), *([("--content", content)] if content else [])]
+    for option, image in images:
         problem = probe_image(image)
         if problem:
             raise TexsynthError(f"{option}: {problem}")
+    not_an_input("-o", output, list(images))
     path = write_starter(output=output, styles=styles, content=content, force=force)
     typer.echo(f"wrote {path}; run it with: texsynth recipe {path}", err=True)
 
@@ -93,7 +98,7 @@ def pack_command(
     ] = None,
 ) -> None:
     """Pack a recipe and every image it uses into one zip that `texsynth recipe` runs directly."""
-    packed = pack(file, output or Path(f"{file.stem}{BUNDLE_SUFFIX}"))
+    packed = pack(file, output_file("-o", output or Path(f"{file.stem}{BUNDLE_SUFFIX}")))
     typer.echo(f"wrote {packed.path} ({len(packed.files)} files: {', '.join(packed.files)})", err=True)
 
 
@@ -110,24 +115,7 @@ def show_command(
     if show_feed_forward_output(image, as_json=as_json):
         return
     provenance = describe(image)
-    meta = provenance.metadata
     if as_json:
-        typer.echo(json.dumps(meta, indent=2))
+        typer.echo(json.dumps(provenance.metadata, indent=2))
         return
-    # The facts as YAML comments above the recipe, so `texsynth show OUT.png > again.yaml` is a runnable recipe.
-    steps = meta["recipe"].get("steps")
-    done = f"{meta.get('steps_done')} of {steps} steps" + (", interrupted" if meta.get("interrupted") else "")
-    losses = ", ".join(f"{name} {value:.4g}" for name, value in (meta.get("losses") or {}).items())
-    lines = [
-        f"# {image}",
-        f"# made by texsynth {meta.get('texsynth')}, torch {meta.get('torch')}, on {meta.get('device')}",
-        f"# seed {meta.get('seed')} ({done}); final losses: {losses}",
-    ]
-    bundle = meta.get("bundle")
-    if isinstance(bundle, dict):
-        lines.append(f"# from bundle {bundle.get('path')} (sha256 {bundle.get('sha256')}); paths are inside it")
-    lines.append("# inputs:")
-    for name, digest in (meta.get("inputs") or {}).items():
-        lines.append(f"#   {name}  sha256 {digest}  ({provenance.inputs.get(name, 'unknown')})")
-    typer.echo("\n".join(lines))
-    typer.echo(yaml.safe_dump(meta["recipe"], sort_keys=False), nl=False)
+    typer.echo(runnable_yaml(provenance), nl=False)

@@ -8,30 +8,36 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ..api import check_output, pick_device, render
+from ..api import check_output, input_fields, pick_device, render
 from ..errors import TexsynthError
+from ..files import resolved
 from ..recipe import Init, Pooling, Precision, PreserveColour, StyleLoss
 from ..sources import DEFAULT_OUT_DIR, open_recipe
 from ..watch import Frames, LossTrace, Preview, chain, frames_folder, preview_problem, trace_path
 from .common import (
-    EXIT_INTERRUPTED,
     FLAG,
     absolute,
     at_least,
     checked_device,
     choices,
+    interrupted_exit_code,
+    not_an_input,
     parse_layers,
     parse_numbers,
     parse_scales,
     parse_size,
     stderr_console,
+    warn,
 )
 from .progress import step_bar
 
 
 def _masks(text: str) -> str | list[str | None] | None:
     """``--style-mask``: one path for every style, or one per style where ``none`` leaves that style unmasked."""
-    masks = [None if part.strip().lower() in ("", "none") else absolute(Path(part.strip())) for part in text.split(",")]
+    masks = [
+        None if part.strip().lower() in ("", "none") else absolute("--style-mask", Path(part.strip()))
+        for part in text.split(",")
+    ]
     return masks[0] if len(masks) == 1 else masks
 
 
@@ -174,18 +180,21 @@ def recipe_command(
     --out-dir as NAME.rerun.png), warning about any input that has changed.
     """
     at_least("--save-every", save_every)
-    if preview is not None and preview_problem(preview):
-        raise TexsynthError(f"--preview: {preview_problem(preview)}")
     checked_device(device)
+    out_dir = resolved(out_dir, "--out-dir")
+    if preview is not None:
+        preview = resolved(preview, "--preview")
+        if preview_problem(preview):
+            raise TexsynthError(f"--preview: {preview_problem(preview)}")
     overrides = {
         "size": parse_size(size) if size is not None else None,
         "steps": steps,
         "seed": seed,
-        "output": absolute(output),
-        "weights": absolute(weights),
+        "output": absolute("--output", output),
+        "weights": absolute("--weights", weights),
         "preserve_colour": preserve_colour,
         "init": init if init is not None or init_image is None else "image",
-        "init_image": absolute(init_image),
+        "init_image": absolute("--init-image", init_image),
         "styles.scale": parse_numbers("--style-scale", style_scale) if style_scale is not None else None,
         "styles.mask": _masks(style_mask) if style_mask is not None else None,
         "style_weight": style_weight,
@@ -206,16 +215,18 @@ def recipe_command(
         if opened.made_on is not None and opened.made_on != str(chosen):
             opened.warnings.append(f"{file} was made on {opened.made_on}, this run is on {chosen}; pixels may differ")
         for warning in opened.warnings:
-            typer.echo(f"warning: {warning}", err=True)  # not rich: a path must not be wrapped
+            warn(warning)
         if dry_run:
             typer.echo(f"# device: {chosen}")
             typer.echo(recipe.to_yaml(), nl=False)
             return
-        output = check_output(recipe, opened.source)
+        output = check_output(recipe, opened.source, opened.origin)
+        if preview is not None:
+            not_an_input("--preview", preview, input_fields(recipe))
         watchers = [
             stack.enter_context(LossTrace(trace_path(output))) if trace else None,
             Frames(frames or frames_folder(output), save_every) if save_every is not None else None,
-            Preview(preview.expanduser().resolve()) if preview is not None else None,
+            Preview(preview) if preview is not None else None,
         ]
         on_step = chain(stack.enter_context(step_bar(quiet, recipe.steps)), *watchers)
         rendered = render(recipe, device=chosen, on_step=on_step, source=opened.source, origin=opened.origin)
@@ -225,7 +236,7 @@ def recipe_command(
         stderr_console().print(
             f"interrupted after {synthesis.steps} steps: saved the best image so far to {rendered.path}"
         )
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(interrupted_exit_code())
     if not quiet:
         stderr_console().print(
             f"wrote {rendered.path} ({synthesis.image.shape[-1]}x{synthesis.image.shape[-2]}, "

@@ -12,9 +12,21 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import TexsynthError
-from ..io import save_image
-from ..tiles import BatchRun, folder_problem, run_batch, tile_grid
-from .common import EXIT_INTERRUPTED, EXIT_SOME_FAILED, FLAG, at_least, checked_device, parse_size, stderr_console
+from ..files import resolved
+from ..io import image_size, save_image
+from ..tile_folder import grid_problem
+from ..tiles import MAX_TILES, BatchRun, count_problem, folder_problem, run_batch, tile_grid
+from .common import (
+    EXIT_SOME_FAILED,
+    FLAG,
+    at_least,
+    checked_device,
+    interrupted_exit_code,
+    not_an_input,
+    output_file,
+    parse_size,
+    stderr_console,
+)
 from .progress import TileCounter
 
 
@@ -22,7 +34,9 @@ def batch_command(
     recipes: Annotated[
         list[Path], typer.Argument(help="One or more recipes (or bundles). Several go into one subfolder each.")
     ],
-    count: Annotated[int, typer.Option(help="How many tiles per recipe (indices 0 to COUNT-1).")],
+    count: Annotated[
+        int, typer.Option(help=f"How many tiles per recipe (indices 0 to COUNT-1), at most {MAX_TILES}.")
+    ],
     out: Annotated[Path, typer.Option(help="Output folder. With several recipes, each gets OUT/<recipe name>/.")],
     batch_size: Annotated[
         Optional[int], typer.Option(help="Tiles optimized together. Default: from free GPU memory; 4 on the CPU.")
@@ -52,9 +66,12 @@ def batch_command(
     (`torchrun --nproc-per-node 8 -m texsynth batch ...`), each rank makes its
     share of the indices into the same folder.
     """
-    at_least("--count", count)
+    problem = count_problem(count)
+    if problem:
+        raise TexsynthError(f"--count: {problem}")
     at_least("--batch-size", batch_size)
     checked_device(device)
+    out = resolved(out, "--out")
     problem = folder_problem(out)
     if problem:
         raise TexsynthError(f"--out: {problem}")
@@ -87,7 +104,7 @@ def _finish(run: BatchRun, show: bool) -> None:
         typer.echo(f"failed: {folder}: tile {tile.index} (seed {tile.seed}): {tile.error}", err=True)
     if run.interrupted:
         typer.echo("interrupted: finished tiles are kept; run the same command again to make the rest", err=True)
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(interrupted_exit_code())
     if run.failed:
         typer.echo(f"{len(run.failed)} tiles failed", err=True)
         raise typer.Exit(EXIT_SOME_FAILED)
@@ -95,12 +112,19 @@ def _finish(run: BatchRun, show: bool) -> None:
 
 def tile_preview_command(
     image: Annotated[Path, typer.Argument(help="A tile (any image).", show_default=False)],
-    grid: Annotated[int, typer.Option(help="Repeat the tile GRID × GRID times.", min=1, max=16)] = 3,
+    grid: Annotated[
+        int,
+        typer.Option(help="Repeat the tile GRID × GRID times (at most 16, and 8192×8192 px in all).", min=1, max=16),
+    ] = 3,
     output: Annotated[
         Optional[Path], typer.Option("-o", "--output", help="Where to write the preview. Default: IMAGE.gridN.png.")
     ] = None,
 ) -> None:
     """Write the tile repeated in a grid, to check by eye that its edges meet without a seam."""
-    target = output or image.with_name(f"{image.stem}.grid{grid}.png")
+    problem = grid_problem(image_size(image), grid)
+    if problem:
+        raise TexsynthError(f"--grid: {problem}")
+    target = output_file("-o", output or image.with_name(f"{image.stem}.grid{grid}.png"))
+    not_an_input("-o", target, [("IMAGE", image)])
     typer.echo(str(save_image(tile_grid(image, grid), target)))
 

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .. import interrupts
 from .._version import __version__
 from ..errors import TexsynthError, located
 from ..io import sha256
@@ -211,7 +212,7 @@ class _StopRequest:
 
 @contextlib.contextmanager
 def _stop_requests() -> Iterator[_StopRequest]:
-    """Ctrl-C and SIGTERM ask the loop to stop after the iteration in hand (a second Ctrl-C stops at once).
+    """Ctrl-C, SIGTERM and SIGHUP ask the loop to stop after the iteration in hand (a second Ctrl-C stops at once).
 
     Stopping between iterations keeps the weights and the optimizer's state
     consistent, so the model written then is usable and the checkpoint resumable.
@@ -224,9 +225,10 @@ def _stop_requests() -> Iterator[_StopRequest]:
     def ask(signum: int, frame: Any) -> None:
         if request.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
+        interrupts.remember(signum)
         request.requested = True
 
-    previous = {number: signal.signal(number, ask) for number in (signal.SIGINT, signal.SIGTERM)}
+    previous = {number: signal.signal(number, ask) for number in interrupts.SIGNALS}
     try:
         yield request
     finally:
