@@ -109,14 +109,26 @@ def test_a_trained_generator_is_closer_to_its_style_than_an_untrained_one(brick_
     assert distance[1] < 0.7 * distance[0], distance
 
 
+def interrupt_at(iteration: int):
+    """An on_iteration callback that presses Ctrl-C after ``iteration``: the loop stops there, cleanly."""
+    import os
+    import signal
+
+    def report(progress):
+        if progress.iteration == iteration:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    return report
+
+
 def test_resume_equals_an_uninterrupted_run_bit_for_bit(module_images, tmp_path):
     recipe = recipe_of(module_images, [("brick.jpg", 1.0)], tileable=True)
-    options = TrainingOptions(iterations=4, batch_size=2, size=32, checkpoint_every=2)
+    options = TrainingOptions(iterations=5, batch_size=2, size=32, checkpoint_every=10)
     whole = train(recipe, output=tmp_path / "whole.safetensors", options=options)
-    half = TrainingOptions(iterations=2, batch_size=2, size=32, checkpoint_every=2)
-    train(recipe, output=tmp_path / "parts.safetensors", options=half)
+    stopped = train(recipe, output=tmp_path / "parts.safetensors", options=options, on_iteration=interrupt_at(2))
+    assert stopped.interrupted and stopped.iterations == 2
     resumed = train(recipe, output=tmp_path / "parts.safetensors", options=options, resume=True)
-    assert resumed.resumed_from == 2 and resumed.iterations == 4
+    assert resumed.resumed_from == 2 and resumed.iterations == 5
     first, second = whole.model.network.state_dict(), resumed.model.network.state_dict()
     assert all(torch.equal(first[name], second[name]) for name in first)
     assert resumed.model.training["history"] == whole.model.training["history"]
@@ -452,3 +464,12 @@ def test_training_and_sampling_run_on_cuda_in_bf16(module_images, tmp_path):
     on_gpu = sample(trained.model, count=8, width=64, height=64, device="cuda")
     on_cpu = sample(load_model(trained.path), count=8, width=64, height=64)
     assert (on_gpu - on_cpu).abs().mean() < 0.02, "bf16 on the GPU makes the CPU's samples, within rounding"
+
+
+def test_the_learning_rate_is_flat_then_falls_at_the_end():
+    from texsynth.fast.train import FINAL_RATE, learning_rate_at
+
+    rates = [learning_rate_at(i, 100, 0.01) for i in range(1, 101)]
+    assert rates[:70] == [0.01] * 70
+    assert all(later < earlier for earlier, later in zip(rates[70:], rates[71:]))
+    assert rates[-1] == pytest.approx(0.01 * FINAL_RATE)

@@ -139,11 +139,13 @@ def test_luminance_keeps_the_photos_colours(transfer_model, tmp_path):
 
 
 def test_resume_equals_an_uninterrupted_run(tmp_path):
+    from test_fast import interrupt_at
+
     _, recipe = transfer_recipe(tmp_path)
-    options = TrainingOptions(iterations=4, batch_size=1, size=32, checkpoint_every=2)
+    options = TrainingOptions(iterations=4, batch_size=1, size=32, checkpoint_every=10)
     whole = train(recipe, output=tmp_path / "whole.safetensors", options=options, content_dir=PHOTOS / "train")
-    half = TrainingOptions(iterations=2, batch_size=1, size=32, checkpoint_every=2)
-    train(recipe, output=tmp_path / "parts.safetensors", options=half, content_dir=PHOTOS / "train")
+    train(recipe, output=tmp_path / "parts.safetensors", options=options, content_dir=PHOTOS / "train",
+          on_iteration=interrupt_at(2))  # fmt: skip
     resumed = train(recipe, output=tmp_path / "parts.safetensors", options=options, content_dir=PHOTOS / "train",
                     resume=True)  # fmt: skip
     first, second = whole.model.network.state_dict(), resumed.model.network.state_dict()

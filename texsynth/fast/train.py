@@ -23,7 +23,11 @@ One iteration:
 1. draw the batch's blend, its inputs (noise, or photo crops) and the random
    projections from (seed, iteration) alone;
 2. run the network, then VGG19 (circular for tileable recipes), then the graph;
-3. one Adam step on the batch-mean loss.
+3. one Adam step on the batch-mean loss, at a learning rate that stays at
+   ``learning_rate`` and then falls linearly over the last :data:`DECAY_SHARE`
+   of the iterations to :data:`FINAL_RATE` of it (an annealed end settles the
+   weights; it depends on the iteration and ``iterations`` alone, so a resumed
+   run follows it too, and asking for more iterations stretches it).
 
 :mod:`.loop` reports, checkpoints, resumes and stops cleanly around it.
 """
@@ -52,7 +56,21 @@ from .loop import Record, Trained, TrainingReport, resume_from, run_iterations
 from .model_file import MODEL_SUFFIX, FastModel, checkpoint_path, style_names
 from .networks import Padding, TextureGenerator, TransferNetwork
 
-__all__ = ["Trained", "TrainingOptions", "TrainingReport", "check_model_output", "train"]
+__all__ = ["Trained", "TrainingOptions", "TrainingReport", "check_model_output", "learning_rate_at", "train"]
+
+#: The share of the iterations, at the end, over which the learning rate falls.
+DECAY_SHARE = 0.3
+#: Where it falls to, as a share of the learning rate.
+FINAL_RATE = 0.05
+
+
+def learning_rate_at(iteration: int, iterations: int, rate: float) -> float:
+    """The learning rate of ``iteration`` (1-based) of ``iterations``: flat, then a linear fall at the end."""
+    decay_from = iterations * (1 - DECAY_SHARE)
+    if iteration <= decay_from:
+        return rate
+    progress = (iteration - decay_from) / max(iterations - decay_from, 1)
+    return rate * (1 - (1 - FINAL_RATE) * progress)
 
 
 @dataclass(frozen=True)
@@ -214,6 +232,8 @@ def train(
             image = network(inputs, blend)
         losses = {name: value.mean() for name, value in graph(extractor(image.float(), padding=padding)).items()}
         # 3. One step on their sum.
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate_at(iteration, options.iterations, options.learning_rate)
         optimizer.zero_grad(set_to_none=True)
         torch.stack(list(losses.values())).sum().backward()
         optimizer.step()
