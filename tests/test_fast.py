@@ -409,6 +409,10 @@ def _hostile_models(folder: Path, good: Path) -> dict[str, tuple[Path, str]]:
     huge["architecture"]["widths"] = [10**9]
     save_file(tensors, str(folder / "huge.safetensors"), metadata={"texsynth.model": json.dumps(huge)})
     cases["absurd architecture"] = (folder / "huge.safetensors", "widths must be a whole number from 1 to 1024")
+    mixed = json.loads(metadata["texsynth.model"])
+    mixed["kind"] = "transfer"
+    save_file(tensors, str(folder / "mixed.safetensors"), metadata={"texsynth.model": json.dumps(mixed)})
+    cases["kind and network disagree"] = (folder / "mixed.safetensors", "a transfer model must hold a transfer_network")
     nan = {key: value.clone() for key, value in tensors.items()}
     nan[name].fill_(math.nan)
     save_file(nan, str(folder / "nan.safetensors"), metadata=metadata)

@@ -249,3 +249,15 @@ def test_a_transfer_network_trains_and_applies_on_cuda(tmp_path):
     on_gpu = stylize(trained.model, photos, device="cuda")
     on_cpu = stylize(load_model(trained.path), photos)
     assert on_gpu.shape == (3, 3, 48, 64) and (on_gpu - on_cpu).abs().mean() < 0.02
+
+
+def test_an_output_that_is_one_of_the_photos_is_refused(transfer_model, tmp_path):
+    photo = tmp_path / "p.png"
+    Image.open(HELD_OUT).convert("RGB").save(photo)
+    before = photo.read_bytes()
+    one_line_exit_2(run("apply", transfer_model.path, photo, "-o", photo), "an input of this run")
+    other = tmp_path / "out"
+    other.mkdir()
+    (other / "p.png").hardlink_to(photo)
+    one_line_exit_2(run("apply", transfer_model.path, photo, "--out", other), "an input of this run")
+    assert photo.read_bytes() == before

@@ -38,6 +38,7 @@ from torch.nn import functional as F
 from .._version import __version__
 from ..colour import with_chroma_of
 from ..errors import TexsynthError
+from ..files import input_clash
 from ..io import load_image, probe_image, save_image, sha256, to_pil, writable_problem
 from ..recipe import OUTPUT_SUFFIXES, PreserveColour
 from .model_file import FastModel, load_model
@@ -55,10 +56,9 @@ MIN_TILE = 64
 
 
 def _transformer(model: FastModel) -> TransferNetwork:
-    if model.kind != "transfer" or not isinstance(model.network, TransferNetwork):
-        where = f"{model.path}: " if model.path else ""
-        raise TexsynthError(f"{where}a {model.kind} model stylizes no photos; use it with texsynth sample")
-    return model.network
+    network = model.network_for("transfer")
+    assert isinstance(network, TransferNetwork)  # the model file checked that its kind and network agree
+    return network
 
 
 @torch.no_grad()
@@ -201,13 +201,15 @@ def output_paths(photos: Sequence[Path], *, out_dir: Path | None, output: Path |
     else:
         raise TexsynthError("output: give an output file for one photo, or a folder for several")
     seen: dict[Path, Path] = {}
+    inputs = [(f"photo {photo}", Path(photo)) for photo in photos]
     for photo, target in zip(photos, targets):
         if target.suffix.lower() not in OUTPUT_SUFFIXES:
             raise TexsynthError(f"{target}: output: unsupported image type {target.suffix!r}; use .png, .jpg or .webp")
         if target in seen:
             raise TexsynthError(f"{photo}: its output {target} would overwrite that of {seen[target]}")
-        if Path(photo).resolve() == target.resolve():
-            raise TexsynthError(f"{photo}: the output would overwrite the photo itself")
+        clash = input_clash(target, inputs)
+        if clash:
+            raise TexsynthError(f"{target}: output: {clash}")
         seen[target] = Path(photo)
         problem = writable_problem(target)
         if problem:

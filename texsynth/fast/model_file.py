@@ -45,6 +45,10 @@ CHECKPOINT_KEY = "texsynth.checkpoint"
 MAX_MODEL_BYTES = 2**30
 #: What each kind of model is for: the command that uses it.
 KINDS = {"texture": "texsynth sample", "transfer": "texsynth apply"}
+#: The network each kind of model holds.
+NETWORK_OF = {"texture": TextureGenerator.kind, "transfer": TransferNetwork.kind}
+#: What a model of another kind cannot do, by the kind that was wanted.
+CANNOT = {"texture": "makes no textures", "transfer": "stylizes no photos"}
 
 Network = nn.Module
 
@@ -70,6 +74,13 @@ class FastModel:
     versions: dict[str, str] = field(default_factory=dict)
     path: Path | None = None
     sha256: str | None = None
+
+    def network_for(self, kind: str) -> Network:
+        """The network, when this is a ``kind`` model; else one line saying which command it is for."""
+        if self.kind != kind:
+            where = f"{self.path}: " if self.path else ""
+            raise TexsynthError(f"{where}a {self.kind} model {CANNOT[kind]}; use it with {KINDS[self.kind]}")
+        return self.network
 
     def trained_recipe(self, **overrides: Any) -> Recipe:
         """The recipe the model was trained from, as a Recipe (its images must be where they were)."""
@@ -251,6 +262,8 @@ def _model_from(path: Path, header: Mapping[str, str], tensors: Mapping[str, Ten
         network = _network_from(architecture)
     except TexsynthError as error:
         raise TexsynthError(f"{path}: {error}") from None
+    if network.kind != NETWORK_OF[kind]:
+        raise TexsynthError(f"{path}: a {kind} model must hold a {NETWORK_OF[kind]}, not a {network.kind}")
     styles, blend = _styles(path, meta, network)
     _load_weights(path, network, tensors, prefix)
     network.eval()

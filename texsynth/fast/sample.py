@@ -74,10 +74,9 @@ def check_sample_size(model: FastModel, width: int, height: int) -> None:
 
 
 def _generator(model: FastModel) -> TextureGenerator:
-    if model.kind != "texture" or not isinstance(model.network, TextureGenerator):
-        where = f"{model.path}: " if model.path else ""
-        raise TexsynthError(f"{where}a {model.kind} model makes no textures; use it with texsynth apply")
-    return model.network
+    network = model.network_for("texture")
+    assert isinstance(network, TextureGenerator)  # the model file checked that its kind and network agree
+    return network
 
 
 @torch.no_grad()
