@@ -211,13 +211,23 @@ def test_tileable_samples_wrap_around_exactly_at_any_size(brick_model):
         assert mean_seam(sample(trained.model, count=4, width=width, height=height)) < 1.3
 
 
-def test_a_plain_generator_is_not_seamless(module_images, tmp_path):
-    # The control for the test above: zero padding gives a sample edges of its own.
-    recipe = recipe_of(module_images, [("brick.jpg", 1.0)])
-    trained = train(recipe, output=tmp_path / "plain.safetensors", options=BRIEF)
-    image, unrolled = rolled_sample(trained.model, 1, 64, 64)
+def test_a_zero_padded_generator_would_have_edges(brick_model):
+    # The control for the test above: the same weights with zero padding see where the edges are.
+    trained, _ = brick_model
+    plain = TextureGenerator(styles=1, padding="zeros")
+    plain.load_state_dict(trained.model.network.state_dict())
+    model = type(trained.model)(network=plain, kind="texture", styles=("brick",), blend=(1.0,), recipe={})
+    image, unrolled = rolled_sample(model, 1, 64, 64)
     assert not torch.allclose(image, unrolled, atol=1e-3)
-    assert mean_seam(sample(trained.model, count=4, width=64, height=64)) > 1.5
+    assert mean_seam(sample(model, count=4, width=64, height=64)) > 1.3
+
+
+def test_every_generator_pads_circularly_so_none_draws_a_frame(module_images, tmp_path):
+    recipe = recipe_of(module_images, [("brick.jpg", 1.0)])  # not tileable
+    trained = train(recipe, output=tmp_path / "plain.safetensors", options=TrainingOptions(iterations=2, size=32))
+    assert trained.model.architecture()["padding"] == "circular"
+    image, unrolled = rolled_sample(trained.model, 1, 64, 64)
+    assert torch.allclose(image, unrolled, atol=1e-5)
 
 
 def test_a_half_and_half_sample_sits_between_its_styles(blend_model, module_images, measure):

@@ -15,7 +15,8 @@ noise. Channels halve as the resolution doubles, so most of the work is at
 the coarse scales: 128, 64, 32, 16 and 8 channels took 45 ms a 256 px sample
 on two CPU cores, where Texture Networks' 8 channels per scale joined by
 concatenation would spend most of it at full size. With ``circular`` padding
-every convolution sees a torus, so every sample of any size tiles.
+(what training uses, see ``train.py``) every convolution sees a torus, so
+every sample of any size tiles.
 
 The transformation network follows Johnson, Alahi & Fei-Fei ("Perceptual
 Losses for Real-Time Style Transfer", ECCV 2016) with instance normalization

@@ -138,11 +138,17 @@ class _Task(Protocol):
 
 
 class _Textures:
-    """A texture generator: noise in, the style's statistics as the only target."""
+    """A texture generator: noise in, the style's statistics as the only target.
+
+    Every generator pads circularly, tileable recipe or not: a zero-padded one
+    learned where its edges were and drew the same frame around every sample
+    (a Starry Night × Scream blend after 250 iterations), while on a torus the
+    noise is the only thing that varies. A tileable recipe also trains VGG19
+    circularly, so the wrap-around is right in the style's terms too.
+    """
 
     def __init__(self, recipe: Recipe) -> None:
-        padding: Padding = "circular" if recipe.tileable else "zeros"
-        self.network = TextureGenerator(styles=len(recipe.styles), padding=padding)
+        self.network = TextureGenerator(styles=len(recipe.styles), padding="circular")
 
     def inputs(self, batch: int, size: int, draws: torch.Generator, device: torch.device) -> list[Tensor]:
         return [z.to(device) for z in batch_noise(self.network.noise_shapes(size, size), batch, draws)]
