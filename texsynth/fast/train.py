@@ -54,7 +54,7 @@ from ..targets import compile_at, make_extractor
 from .data import PhotoFolder, batch_noise, iteration_generator, training_blend
 from .loop import Record, Trained, TrainingReport, resume_from, run_iterations
 from .model_file import MODEL_SUFFIX, FastModel, checkpoint_path, style_names
-from .networks import Padding, TextureGenerator, TransferNetwork
+from .networks import TextureGenerator, TransferNetwork
 
 __all__ = ["Trained", "TrainingOptions", "TrainingReport", "check_model_output", "learning_rate_at", "train"]
 
