@@ -25,8 +25,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import statistics
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -39,22 +38,13 @@ from texsynth.io import load_image, save_image
 from texsynth.metrics import Measure, pixel_seam
 from texsynth.targets import style_image_size
 from texsynth.tiles import tile_seed
+from tiles import timed  # benchmarks/tiles.py
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models"
 #: Photos the shipped transfer model never saw (it was trained on ../shared/photos), to judge it by.
 HELD_OUT = (ROOT / "samples" / "photos" / "astronaut.jpg", ROOT / "samples" / "photos" / "coffee.jpg",
             ROOT / "recipes" / "images" / "chelsea.jpg")  # fmt: skip
-
-
-def timed(device: torch.device, function: Callable[[], object]) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    function()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - start
 
 
 def recipe_of(model: FastModel, *, size: int | None = None) -> texsynth.Recipe:

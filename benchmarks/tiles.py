@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -40,7 +41,8 @@ def recipe(size: int, steps: int, style_loss: str) -> texsynth.Recipe:
     )
 
 
-def timed(device: torch.device, function) -> float:
+def timed(device: torch.device, function: Callable[[], object]) -> float:
+    """Seconds that ``function`` takes on ``device``, waiting for the GPU's queue on both sides."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     start = time.perf_counter()

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from types import FrameType
+from typing import Any
 
 #: The signals that stop a run like Ctrl-C (SIGHUP does not exist on Windows).
 SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
@@ -33,12 +34,12 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 @contextmanager
-def signals_as_interrupts() -> Iterator[None]:
-    """SIGINT, SIGTERM and SIGHUP raise KeyboardInterrupt inside the block (main thread only)."""
+def _handling(handlers: dict[int, Any]) -> Iterator[None]:
+    """Install ``handlers`` (signal number → handler) inside the block, and put the previous ones back."""
     previous = {}
     try:
-        for number in SIGNALS:
-            previous[number] = signal.signal(number, _interrupt)
+        for number, handler in handlers.items():
+            previous[number] = signal.signal(number, handler)
     except ValueError:  # not the main thread: signals cannot be handled here
         pass
     try:
@@ -48,23 +49,17 @@ def signals_as_interrupts() -> Iterator[None]:
             signal.signal(number, handler)
 
 
-@contextmanager
-def blocking_native_call() -> Iterator[None]:
+def signals_as_interrupts() -> AbstractContextManager[None]:
+    """SIGINT, SIGTERM and SIGHUP raise KeyboardInterrupt inside the block (main thread only)."""
+    return _handling({number: _interrupt for number in SIGNALS})
+
+
+def blocking_native_call() -> AbstractContextManager[None]:
     """Around a call that can block in native code for long (joining a torchrun job, its barrier):
     SIGTERM and SIGHUP stop the process at once, as without texsynth's handling. A Python
     handler runs only once the call returns, so ``kill`` would otherwise seem to do nothing."""
-    previous = {}
-    try:
-        for number in SIGNALS:
-            if number != signal.SIGINT and signal.getsignal(number) is _interrupt:
-                previous[number] = signal.signal(number, signal.SIG_DFL)
-    except ValueError:  # not the main thread
-        pass
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
+    ours = [n for n in SIGNALS if n != signal.SIGINT and signal.getsignal(n) is _interrupt]
+    return _handling({number: signal.SIG_DFL for number in ours})
 
 
 def remember(signum: int) -> None:

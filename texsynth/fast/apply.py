@@ -55,12 +55,6 @@ TILE_OVERLAP = 0.25
 MIN_TILE = 64
 
 
-def _transformer(model: FastModel) -> TransferNetwork:
-    network = model.network_for("transfer")
-    assert isinstance(network, TransferNetwork)  # the model file checked that its kind and network agree
-    return network
-
-
 @torch.no_grad()
 def stylize(
     model: FastModel,
@@ -75,7 +69,7 @@ def stylize(
 
     ``tile``: stylize in overlapping tiles of this side (see the module docstring).
     """
-    network = _transformer(model)
+    network = model.transformer()
     device = torch.device(device)
     network.to(device).eval()
     weights = torch.tensor([blend_weights(model, blend)], dtype=torch.float32, device=device)
@@ -236,7 +230,7 @@ def apply_to_files(
     if preserve_colour is PreserveColour.HISTOGRAM:
         raise TexsynthError("preserve_colour: a trained network applies luminance or none, not histogram")
     model = load_model(model_path)
-    _transformer(model)
+    model.transformer()
     weights = blend_weights(model, blend)
     for photo in photos:
         problem = probe_image(Path(photo))

@@ -21,7 +21,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from safetensors import SafetensorError
@@ -51,6 +51,7 @@ NETWORK_OF = {"texture": TextureGenerator.kind, "transfer": TransferNetwork.kind
 CANNOT = {"texture": "makes no textures", "transfer": "stylizes no photos"}
 
 Network = nn.Module
+AnyNetwork = TypeVar("AnyNetwork", TextureGenerator, TransferNetwork)
 
 
 @dataclass(frozen=True)
@@ -75,11 +76,19 @@ class FastModel:
     path: Path | None = None
     sha256: str | None = None
 
-    def network_for(self, kind: str) -> Network:
-        """The network, when this is a ``kind`` model; else one line saying which command it is for."""
+    def generator(self) -> TextureGenerator:
+        """The texture generator, when this is a texture model; else one line saying which command it is for."""
+        return self._network_of("texture", TextureGenerator)
+
+    def transformer(self) -> TransferNetwork:
+        """The transfer network, when this is a transfer model; else one line saying which command it is for."""
+        return self._network_of("transfer", TransferNetwork)
+
+    def _network_of(self, kind: str, network_class: type[AnyNetwork]) -> AnyNetwork:
         if self.kind != kind:
             where = f"{self.path}: " if self.path else ""
             raise TexsynthError(f"{where}a {self.kind} model {CANNOT[kind]}; use it with {KINDS[self.kind]}")
+        assert isinstance(self.network, network_class)  # loading checked that the kind and the network agree
         return self.network
 
     def trained_recipe(self, **overrides: Any) -> Recipe:

@@ -39,7 +39,6 @@ from ..tile_folder import (
 from ..tiles import tile_seed
 from .data import sample_noise
 from .model_file import FastModel, load_model
-from .networks import TextureGenerator
 
 #: Samples run through the network together on a GPU (the CPU runs them one by one, see the module docstring).
 GPU_BATCH = 64
@@ -65,18 +64,12 @@ def blend_weights(model: FastModel, blend: Mapping[str, float] | None) -> list[f
 
 
 def check_sample_size(model: FastModel, width: int, height: int) -> None:
-    network = _generator(model)
+    network = model.generator()
     for side in (width, height):
         if side < network.stride or side % network.stride:
             raise TexsynthError(
                 f"size: {width}x{height} px: each side must be a multiple of {network.stride}, the generator's stride"
             )
-
-
-def _generator(model: FastModel) -> TextureGenerator:
-    network = model.network_for("texture")
-    assert isinstance(network, TextureGenerator)  # the model file checked that its kind and network agree
-    return network
 
 
 @torch.no_grad()
@@ -95,7 +88,7 @@ def sample_images(
     ``batch_size`` samples go through the network together on a GPU (default
     64); the CPU takes them one at a time, so a sample is the same in any batch.
     """
-    network = _generator(model)
+    network = model.generator()
     check_sample_size(model, width, height)
     device = torch.device(device)
     weights = torch.tensor([blend_weights(model, blend)], dtype=torch.float32, device=device)
