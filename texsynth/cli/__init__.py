@@ -23,6 +23,7 @@ COMMANDS = (
     ("train", fast.train_command),
     ("sample", fast.sample_command),
     ("apply", fast.apply_command),
+    ("export", fast.export_command),
 )
 
 for _name, _command in COMMANDS:

@@ -1,4 +1,5 @@
-"""The feed-forward commands: ``train`` (a network from a recipe), ``sample`` (textures) and ``apply`` (photos).
+"""The feed-forward commands: ``train`` (a network from a recipe), ``sample`` (textures), ``apply`` (photos),
+``export`` (ONNX).
 
 Thin like the rest of the CLI: options are checked and parsed here, the work
 is done by :mod:`texsynth.fast`; ``cli/__init__.py`` registers them. ``show``
@@ -19,8 +20,9 @@ import typer
 import yaml
 
 from ..api import pick_device
-from ..errors import TexsynthError, said
+from ..errors import TexsynthError, one_line, said
 from ..fast.apply import MIN_TILE, apply_to_files
+from ..fast.export import check_onnx_output, export_onnx
 from ..fast.loop import TrainingReport
 from ..fast.model_file import MODEL_SUFFIX, load_model
 from ..fast.sample import sample_folder
@@ -30,7 +32,16 @@ from ..provenance import FEED_FORWARD_COMMANDS
 from ..recipe import PreserveColour
 from ..sources import DEFAULT_OUT_DIR, open_recipe
 from ..tile_folder import folder_problem
-from .common import FLAG, at_least, checked_device, interrupted_exit_code, parse_size, stderr_console
+from .common import (
+    FLAG,
+    at_least,
+    checked_device,
+    interrupted_exit_code,
+    not_an_input,
+    output_file,
+    parse_size,
+    stderr_console,
+)
 from .progress import VALUES_EVERY, bar, loss_text
 
 
@@ -404,3 +415,23 @@ def apply_command(
             f"wrote {where} ({len(applied.outputs)} photos on {chosen} in {applied.seconds:.1f} s; "
             f"{each:.0f} ms a photo)"
         )
+
+
+def export_command(
+    model: Annotated[Path, typer.Argument(help=f"A transfer model ({MODEL_SUFFIX}) made by texsynth train.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The ONNX file to write (.onnx).")],
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary.", metavar=FLAG)] = False,
+) -> None:
+    """Write a transfer model as ONNX, for other runtimes; the style weights stay an input.
+
+    Inputs: photo (N, 3, H, W) RGB in [0, 1], H and W multiples of 4, and blend
+    (N, STYLES), one weight per style in the order of the file's styles
+    metadata. Output: stylized (N, 3, H, W) in [0, 1].
+    """
+    target = check_onnx_output(output_file("-o", output))
+    not_an_input("-o", target, [("MODEL", model)])
+    loaded = load_model(model)
+    written = export_onnx(loaded, target)
+    if not quiet:
+        # The style names come from the model file: data, printed as it is, one line.
+        typer.echo(one_line(f"wrote {written} (styles {', '.join(loaded.styles)}; inputs photo and blend)"), err=True)

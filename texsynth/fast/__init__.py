@@ -10,7 +10,8 @@ several styles and every blend of them.
 - :mod:`.data`: noise from seeds, the blends a batch trains on;
 - :mod:`.train`: what a recipe trains, one iteration; :mod:`.loop`: checkpoints, resume, stopping;
 - :mod:`.model_file`: model files (safetensors + JSON; loading never runs code);
-- :mod:`.sample`: textures from a model, and folders of them like ``texsynth batch``.
+- :mod:`.sample`: textures from a model, and folders of them like ``texsynth batch``;
+- :mod:`.apply`: photos through a transfer network; :mod:`.export`: a transfer model as ONNX.
 
 This package uses the core (targets, graph, losses, features, io); the core
 never imports it.
