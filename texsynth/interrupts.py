@@ -34,8 +34,11 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 @contextmanager
-def _handling(handlers: dict[int, Any]) -> Iterator[None]:
-    """Install ``handlers`` (signal number → handler) inside the block, and put the previous ones back."""
+def handling(handlers: dict[int, Any]) -> Iterator[None]:
+    """Install ``handlers`` (signal number → handler) inside the block, and put the previous ones back.
+
+    Outside the main thread signals cannot be handled, and the block runs without them.
+    """
     previous = {}
     try:
         for number, handler in handlers.items():
@@ -51,7 +54,7 @@ def _handling(handlers: dict[int, Any]) -> Iterator[None]:
 
 def signals_as_interrupts() -> AbstractContextManager[None]:
     """SIGINT, SIGTERM and SIGHUP raise KeyboardInterrupt inside the block (main thread only)."""
-    return _handling({number: _interrupt for number in SIGNALS})
+    return handling({number: _interrupt for number in SIGNALS})
 
 
 def blocking_native_call() -> AbstractContextManager[None]:
@@ -59,7 +62,7 @@ def blocking_native_call() -> AbstractContextManager[None]:
     SIGTERM and SIGHUP stop the process at once, as without texsynth's handling. A Python
     handler runs only once the call returns, so ``kill`` would otherwise seem to do nothing."""
     ours = [n for n in SIGNALS if n != signal.SIGINT and signal.getsignal(n) is _interrupt]
-    return _handling({number: signal.SIG_DFL for number in ours})
+    return handling({number: signal.SIG_DFL for number in ours})
 
 
 def remember(signum: int) -> None:

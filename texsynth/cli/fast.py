@@ -222,7 +222,7 @@ def sample_command(
     if problem:
         raise TexsynthError(f"--out: {problem}")
     chosen = pick_device(device)
-    width, height = _sample_size(model, sides)
+    width, height = (sides, sides) if isinstance(sides, int) else sides or (None, None)
     counter = _SampleCounter(show=not quiet, total=count)
     try:
         report = sample_folder(
@@ -243,20 +243,10 @@ def sample_command(
     if not quiet:
         each = f"; {1000 * report.seconds / len(report.made):.0f} ms a sample" if report.made else ""
         stderr_console().print(
-            f"{out}: made {len(report.made)} samples ({width}x{height}), {len(report.skipped)} already there, "
+            f"{out}: made {len(report.made)} samples ({report.width}x{report.height}), "
+            f"{len(report.skipped)} already there, "
             f"on {chosen} in {report.seconds:.1f} s{each}"
         )
-
-
-def _sample_size(model: Path, sides: int | list[int] | None) -> tuple[int, int]:
-    if isinstance(sides, list):
-        return sides[0], sides[1]
-    if isinstance(sides, int):
-        return sides, sides
-    recipe_size = load_model(model).recipe.get("size", 256)
-    if isinstance(recipe_size, list) and len(recipe_size) == 2 and all(type(s) is int for s in recipe_size):
-        return recipe_size[0], recipe_size[1]
-    return (recipe_size, recipe_size) if type(recipe_size) is int else (256, 256)
 
 
 class _SampleCounter:

@@ -146,13 +146,12 @@ def _window(tile_height: int, tile_width: int, top: int, left: int, height: int,
 def _whole_statistics(network: TransferNetwork, photo: Tensor, blend: Tensor) -> list[tuple[Tensor, Tensor]]:
     """Each normalization layer's (mean, variance) of its input, (1, C, 1, 1) each, on ``photo``."""
     found: list[tuple[Tensor, Tensor]] = []
-    norms = [module for module in network.modules() if isinstance(module, ConditionalInstanceNorm)]
 
     def record(module: torch.nn.Module, inputs: tuple[Tensor, ...]) -> None:
         x = inputs[0].float()
         found.append((x.mean(dim=(2, 3), keepdim=True), x.var(dim=(2, 3), keepdim=True, unbiased=False)))
 
-    handles = [norm.register_forward_pre_hook(record) for norm in norms]
+    handles = [norm.register_forward_pre_hook(record) for norm in _norms(network)]
     try:
         _whole(network, photo, blend)
     finally:
@@ -161,9 +160,14 @@ def _whole_statistics(network: TransferNetwork, photo: Tensor, blend: Tensor) ->
     return found
 
 
+def _norms(network: TransferNetwork) -> list[ConditionalInstanceNorm]:
+    """The network's normalization layers, in the order a forward pass runs them."""
+    return [module for module in network.modules() if isinstance(module, ConditionalInstanceNorm)]
+
+
 @contextlib.contextmanager
 def _frozen_statistics(network: TransferNetwork, statistics: Sequence[tuple[Tensor, Tensor]]) -> Iterator[None]:
-    norms = [module for module in network.modules() if isinstance(module, ConditionalInstanceNorm)]
+    norms = _norms(network)
     for norm, (mean, variance) in zip(norms, statistics):
         norm.statistics = (mean, variance)
     try:
@@ -259,9 +263,9 @@ def _read(path: Path) -> tuple[Tensor, Image.Image | None]:
     image = load_image(path)
     alpha = None
     with Image.open(path) as opened:
-        upright = ImageOps.exif_transpose(opened)
-        if upright.mode in ("RGBA", "LA", "PA") or "transparency" in upright.info:
-            alpha = upright.convert("RGBA").getchannel("A")
+        # The header tells whether there is an alpha channel; only then is the photo decoded a second time.
+        if opened.mode in ("RGBA", "LA", "PA") or "transparency" in opened.info:
+            alpha = ImageOps.exif_transpose(opened).convert("RGBA").getchannel("A")
     return image, alpha
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -218,9 +217,6 @@ def _stop_requests() -> Iterator[_StopRequest]:
     consistent, so the model written then is usable and the checkpoint resumable.
     """
     request = _StopRequest()
-    if threading.current_thread() is not threading.main_thread():
-        yield request
-        return
 
     def ask(signum: int, frame: Any) -> None:
         if request.requested and signum == signal.SIGINT:
@@ -228,9 +224,5 @@ def _stop_requests() -> Iterator[_StopRequest]:
         interrupts.remember(signum)
         request.requested = True
 
-    previous = {number: signal.signal(number, ask) for number in interrupts.SIGNALS}
-    try:
+    with interrupts.handling({number: ask for number in interrupts.SIGNALS}):
         yield request
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)

@@ -121,10 +121,20 @@ def sample(
     return sample_images(model, seeds, width=width, height=height, blend=blend, device=device)
 
 
+def recipe_size(model: FastModel) -> tuple[int, int]:
+    """(width, height) of the recipe the model was trained from (256 × 256 where it names none)."""
+    size = model.recipe.get("size", 256)
+    if isinstance(size, list) and len(size) == 2 and all(type(side) is int for side in size):
+        return size[0], size[1]
+    return (size, size) if type(size) is int else (256, 256)
+
+
 @dataclass
 class SampleReport:
     folder: Path
     wanted: int
+    width: int = 0
+    height: int = 0
     skipped: list[int] = field(default_factory=list)
     made: list[Tile] = field(default_factory=list)
     seconds: float = 0.0
@@ -135,8 +145,8 @@ def sample_folder(
     *,
     out: Path,
     count: int,
-    width: int = 256,
-    height: int = 256,
+    width: int | None = 256,
+    height: int | None = 256,
     seed: int = 0,
     blend: Mapping[str, float] | None = None,
     device: str | torch.device = "cpu",
@@ -144,13 +154,18 @@ def sample_folder(
     force: bool = False,
     on_sample: Callable[[Tile], None] | None = None,
 ) -> SampleReport:
-    """Write samples 0..count-1 of the model into ``out`` as tiles, skipping those already there."""
+    """Write samples 0..count-1 of the model into ``out`` as tiles, skipping those already there.
+
+    ``width`` and ``height`` None: the size of the recipe the model was trained from.
+    """
     if not 1 <= count <= MAX_COUNT:
         raise TexsynthError(f"count: must be from 1 to {MAX_COUNT}, got {count}")
     if batch_size is not None and batch_size < 1:
         raise TexsynthError(f"batch_size: must be at least 1, got {batch_size}")
     model = load_model(model_path)
     weights = blend_weights(model, blend)
+    if width is None or height is None:
+        width, height = recipe_size(model)
     check_sample_size(model, width, height)
     identity = sample_identity(model, width, height, weights)
     source = str(model_path)
@@ -159,7 +174,7 @@ def sample_folder(
     remove_leftovers(out)
     done = {} if force else completed(out, identity)
     replacing = force and (read_manifest(out) or {}).get("identity") not in (None, identity)
-    report = SampleReport(folder=out, wanted=count, skipped=sorted(done))
+    report = SampleReport(folder=out, wanted=count, width=width, height=height, skipped=sorted(done))
     provenance = _provenance(model, weights, width, height)
     made_by = {"model": _without(provenance["model"], "recipe"), "blend": provenance["blend"], "size": [width, height]}
     update_manifest(out, model.recipe, identity, [done[i] for i in report.skipped], replace=replacing, extra=made_by)
