@@ -2,15 +2,37 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 import texsynth.api as api
+from conftest import IMAGES
 from texsynth import parse_recipe, synthesize
+from texsynth.preflight import scale_plan
 from texsynth.scales import auto_scale_count, plan_scales, upsample
 
 
 def test_auto_count_is_one_up_to_256_then_one_more_per_doubling():
     assert [auto_scale_count(n) for n in (64, 256, 300, 512, 1024, 2048)] == [1, 1, 2, 3, 4, 5]
+
+
+def test_textures_start_near_64_px_whatever_their_size():
+    assert [auto_scale_count(n, texture=True) for n in (32, 64, 128, 256, 512, 1024)] == [1, 1, 2, 3, 4, 5]
+
+
+def test_an_even_plan_gives_every_scale_the_same_steps_and_the_rest_to_the_finest():
+    plan = plan_scales(256, 256, 301, 3, min_side=32, multiple=16, even=True)
+    assert [(s.width, s.steps) for s in plan] == [(64, 100), (128, 100), (256, 101)]
+
+
+def test_a_texture_recipe_plans_an_even_pyramid_and_a_transfer_the_halving_one():
+    texture = parse_recipe({"size": 256, "styles": [{"image": str(IMAGES / "brick.jpg")}]})
+    styles = [{"image": str(IMAGES / "brick.jpg")}]
+    transfer = parse_recipe({"size": 512, "styles": styles, "content": {"image": str(IMAGES / "chelsea.jpg")}})
+    assert [s.steps for s in scale_plan(texture, 256, 256)] == [100, 100, 100]
+    steps = [s.steps for s in scale_plan(transfer, 512, 384)]
+    assert len(steps) == 3 and steps[0] > steps[1] > steps[2]
+    assert [s.width for s in scale_plan(texture.model_copy(update={"scales": 1}), 256, 256)] == [256]
 
 
 def test_plan_doubles_up_to_the_exact_size_and_spends_most_steps_coarse():
@@ -93,3 +115,27 @@ def test_bf16_synthesis_looks_like_fp32(images):
     fp32 = synthesize(parse_recipe({**recipe, "precision": "fp32"})).image
     bf16 = synthesize(parse_recipe({**recipe, "precision": "bf16"})).image
     assert (fp32 - bf16).abs().mean() < 0.05
+
+
+def test_auto_leaves_out_coarse_scales_a_style_image_would_be_too_small_at():
+    # starry_night.jpg is 512×320: at a 48 px coarsest scale it would be 48×30 px,
+    # 1 px high at relu5_1, which a tile's mirror-padded style cannot be.
+    style = [{"image": str(IMAGES / "starry_night.jpg")}]
+    tile = parse_recipe({"size": 96, "tileable": True, "styles": style})
+    assert [s.width for s in scale_plan(tile, 96, 96)] == [96]
+    assert [s.width for s in scale_plan(tile.model_copy(update={"size": 128}), 128, 128)] == [64, 128]
+    plain = parse_recipe({"size": 96, "styles": style})  # zero padding: one pixel is enough
+    assert [s.width for s in scale_plan(plain, 96, 96)] == [48, 96]
+
+
+def test_a_tile_whose_style_image_is_too_thin_for_its_mirror_padding_is_refused_up_front(tmp_path):
+    from PIL import Image
+
+    from texsynth import TexsynthError
+
+    thin = tmp_path / "thin.png"
+    Image.new("RGB", (512, 200), "grey").save(thin)  # 64×25 px at 64 px: 1 px high at relu5_1
+    data = {"size": 64, "steps": 1, "styles": [{"image": str(thin)}]}
+    synthesize(parse_recipe(data))  # zero-padded, as a plain texture's style is: 1 px will do
+    with pytest.raises(TexsynthError, match=r"styles\[0\]\.image: .*64x25 px .*needs at least 32 px per side"):
+        parse_recipe({**data, "tileable": True})

@@ -29,7 +29,7 @@ from .messages import field_path
 from .optimize import StepReport, optimize
 from .provenance import output_metadata
 from .recipe import Optimizer, Recipe, StyleLoss
-from .scales import auto_scale_count, plan_scales, upsample
+from .scales import upsample
 from .targets import (
     STYLE_PADDING,
     Stage,
@@ -152,8 +152,7 @@ def synthesize(
     seeds = tuple(seeds) if seeds is not None else (recipe.seed,)
     width, height = output_size(recipe)
     extractor = make_extractor(recipe, device)
-    count = auto_scale_count(max(width, height)) if recipe.scales == "auto" else recipe.scales
-    plan = plan_scales(width, height, recipe.steps, count, min_side=recipe.min_side, multiple=recipe.tile_multiple)
+    plan = preflight.scale_plan(recipe, width, height)
     padding = "circular" if recipe.tileable else "zeros"
     cuda_graph = use_cuda_graph(recipe, device)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .io import image_size
-from .scales import auto_scale_count, plan_scales
+from .scales import Scale, auto_scale_count, plan_scales
 
 if TYPE_CHECKING:
     from .recipe import Recipe
@@ -42,6 +42,55 @@ def output_problem(recipe: Recipe, width: int, height: int) -> str | None:
     )
 
 
+def scale_plan(recipe: Recipe, width: int, height: int) -> list[Scale]:
+    """The recipe's coarse-to-fine pyramid for a width×height output, coarsest first.
+
+    A texture gives every scale the same number of steps: its finest scale
+    makes the detail, and the halving split of a transfer (most steps coarse)
+    left a 256 px brick texture 35% further from its style than one scale did.
+    ``scales: auto`` leaves out coarse scales at which a style image would be
+    too small for the deepest layer; a number of scales is taken as given (and
+    :func:`size_problem` reports what does not fit).
+    """
+    texture = recipe.content is None
+
+    def plan(count: int) -> list[Scale]:
+        return plan_scales(
+            width, height, recipe.steps, count, min_side=recipe.min_side, multiple=recipe.tile_multiple, even=texture
+        )
+
+    if recipe.scales != "auto":
+        return plan(recipe.scales)
+    count = auto_scale_count(max(width, height), texture=texture)
+    while count > 1 and _small_style(recipe, _long_side(plan(count)[0])) is not None:
+        count -= 1
+    return plan(count)
+
+
+def _long_side(scale: Scale) -> int:
+    return max(scale.width, scale.height)
+
+
+def _style_side_needed(recipe: Recipe) -> int:
+    """Pixels a style image's short side needs so the deepest layer sees it.
+
+    Every pooling before that layer halves it and a side must keep one pixel;
+    a tile's style images are mirror-padded (targets.STYLE_PADDING), and a
+    mirror needs two.
+    """
+    return recipe.tile_multiple * (2 if recipe.tileable else 1)
+
+
+def _small_style(recipe: Recipe, long_side: int) -> tuple[int, tuple[int, int], tuple[int, int]] | None:
+    """(index, original size, resized size) of the first style image too small at ``long_side``, or None."""
+    for index, style in enumerate(recipe.styles):
+        original = image_size(style.image)
+        resized = resized_style(original, style.scale, long_side)
+        if min(resized) < _style_side_needed(recipe):
+            return index, original, resized
+    return None
+
+
 def resized_style(size: tuple[int, int], scale: float, output_long_side: int) -> tuple[int, int]:
     """The size a style image of ``size`` is resized to: its long side ``scale`` × the output's, same aspect."""
     width, height = size
@@ -60,20 +109,17 @@ def size_problem(recipe: Recipe) -> str | None:
     problem = output_problem(recipe, width, height)
     if problem:
         return problem
-    count = auto_scale_count(max(width, height)) if recipe.scales == "auto" else recipe.scales
-    plan = plan_scales(width, height, recipe.steps, count, min_side=recipe.min_side, multiple=recipe.tile_multiple)
-    coarsest = min(plan, key=lambda scale: max(scale.width, scale.height))
-    long_side = max(coarsest.width, coarsest.height)
-    needed = recipe.tile_multiple  # 2 ** the poolings before the deepest layer
-    for index, style in enumerate(recipe.styles):
-        original = image_size(style.image)
-        resized = resized_style(original, style.scale, long_side)
-        if min(resized) < needed:
-            field = f"styles[{index}].scale" if style.scale != 1 else f"styles[{index}].image"
-            return (
-                f"{field}: the style image {style.image} ({original[0]}x{original[1]}) would be "
-                f"{resized[0]}x{resized[1]} px at scale {style.scale:g} of the {long_side} px "
-                f"{'coarsest scale' if len(plan) > 1 else 'output'}; {recipe.deepest_layer} needs at least "
-                f"{needed} px per side (a larger scale or size, or a style image less thin)"
-            )
-    return None
+    plan = scale_plan(recipe, width, height)
+    long_side = _long_side(plan[0])
+    small = _small_style(recipe, long_side)
+    if small is None:
+        return None
+    index, original, resized = small
+    style = recipe.styles[index]
+    field = f"styles[{index}].scale" if style.scale != 1 else f"styles[{index}].image"
+    return (
+        f"{field}: the style image {style.image} ({original[0]}x{original[1]}) would be "
+        f"{resized[0]}x{resized[1]} px at scale {style.scale:g} of the {long_side} px "
+        f"{'coarsest scale' if len(plan) > 1 else 'output'}; {recipe.deepest_layer} needs at least "
+        f"{_style_side_needed(recipe)} px per side (a larger scale or size, or a style image less thin)"
+    )

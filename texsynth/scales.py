@@ -20,6 +20,8 @@ from torch.nn import functional as F
 SINGLE_SCALE_UP_TO = 256
 #: ``scales: auto`` makes the coarsest scale about this long.
 COARSEST_LONG_SIDE = 128
+#: A texture's coarsest scale under ``scales: auto``: two scales from 128 px, three at 256.
+TEXTURE_COARSEST_LONG_SIDE = 64
 
 
 @dataclass(frozen=True)
@@ -29,21 +31,34 @@ class Scale:
     steps: int
 
 
-def auto_scale_count(long_side: int) -> int:
-    """1 up to 256 px, then one more scale per doubling above ~128 px (512 -> 3, 1024 -> 4)."""
+def auto_scale_count(long_side: int, *, texture: bool = False) -> int:
+    """How many scales ``scales: auto`` makes for an output of ``long_side`` px.
+
+    Style transfers: 1 up to 256 px, then one more per doubling above ~128 px
+    (512 -> 3, 1024 -> 4). Textures start at ~64 px whatever their size (128 -> 2,
+    256 -> 3, 512 -> 4): from noise, a full-size start spends its first hundred
+    steps organizing what the coarse scales settle for a sixteenth of the cost
+    (README, Performance: a texture on the CPU). A transfer starts from its
+    content image, which is organized already.
+    """
+    if texture:
+        return max(1, 1 + round(math.log2(long_side / TEXTURE_COARSEST_LONG_SIDE)))
     if long_side <= SINGLE_SCALE_UP_TO:
         return 1
     return 1 + round(math.log2(long_side / COARSEST_LONG_SIDE))
 
 
-def plan_scales(width: int, height: int, steps: int, count: int, *, min_side: int, multiple: int = 1) -> list[Scale]:
+def plan_scales(
+    width: int, height: int, steps: int, count: int, *, min_side: int, multiple: int = 1, even: bool = False
+) -> list[Scale]:
     """Sizes from coarse to fine (each ×2, the last exactly width×height) and their steps.
 
     Scales that would be smaller than ``min_side`` are dropped. Steps are split
     in halves from the finest down (finest 1 share, next 2, then 4, ...), so most
-    are spent where a step is cheap, with at least one step per scale. Sides of
-    coarse scales are rounded to ``multiple`` (tileable images need sides the
-    pooling layers divide evenly).
+    are spent where a step is cheap, with at least one step per scale; with
+    ``even``, every scale gets the same share. Sides of coarse scales are
+    rounded to ``multiple`` (tileable images need sides the pooling layers
+    divide evenly).
     """
     sizes: list[tuple[int, int]] = []
     for level in range(count - 1, -1, -1):
@@ -53,7 +68,7 @@ def plan_scales(width: int, height: int, steps: int, count: int, *, min_side: in
             w, h = width, height
         if min(w, h) >= min_side:
             sizes.append((w, h))
-    shares = [2 ** (len(sizes) - 1 - i) for i in range(len(sizes))]
+    shares = [1 if even else 2 ** (len(sizes) - 1 - i) for i in range(len(sizes))]
     counts = _split(steps, shares)
     return [Scale(w, h, n) for (w, h), n in zip(sizes, counts) if n > 0] or [Scale(width, height, steps)]
 

@@ -45,7 +45,9 @@ DESCRIPTIONS: dict[str, str] = {
     "pooling": "Pooling inside VGG19: max or avg.",
     "output": "Output image (.png, .jpg, .webp), relative to the recipe file. Default: out/<recipe name>.png.",
     "weights": "A torchvision vgg19 state dict to use instead of the shipped Caffe VGG19 weights.",
-    "scales": "Coarse-to-fine pyramid: auto (one scale up to 256 px, then one more per doubling) or a count; 1 = off.",
+    "scales": (
+        "Coarse-to-fine pyramid: auto (textures from ~64 px, transfers above 256 px from ~128 px) or a count; 1 = off."
+    ),
     "tileable": "Make the output wrap around seamlessly, so it repeats in a grid without a seam.",
     "style_loss": "How features are compared with the style's: gram (Gatys et al.), sliced_wasserstein "
     "(Heitz et al. 2021: whole feature distributions), gram+sliced_wasserstein, or auto (the default: "

@@ -1,0 +1,142 @@
+"""The README's first command against a baseline, side by side in one run on one machine.
+
+    python benchmarks/first_run.py                           # recipes/brick.yaml, seed 0, as the README runs it
+    python benchmarks/first_run.py --seeds 0 1 2 --keep out/first_run   # the recorded figures: means of 3 seeds
+    python benchmarks/first_run.py --candidate "--steps 200"  # try a setting against the same baseline
+
+Each side runs ``texsynth recipe RECIPE -o OUT --quiet --seed N`` in a fresh
+process, as a new user would type it, timed from launch to exit (Python
+start-up, torch import, loading VGG19 and the style targets included). The
+baseline gets ``--baseline`` options, by default ``--scales 1``: the single
+full-size scale every texture up to 256 px got before textures went
+coarse-to-fine (2026-12-01), which reproduces that path exactly. The
+candidate gets ``--candidate`` options (default: none, the recipe as shipped).
+
+Both outputs are judged by one yardstick, ``texsynth.metrics.Measure`` on the
+recipe's style at the output's size: style distance, sliced distance and worst
+window (lower is closer). Each side runs once per ``--seeds`` seed, seed by
+seed and the two sides in turn, so a slow spell of the machine falls on both,
+and the table shows the means with the ratio baseline / candidate (above 1:
+the candidate is faster or closer). The worst window is one 128 px window of
+nine and moved by up to 20% between runs that differed only in how their
+steps were split, so judge it over several seeds. The runs go one after the
+other, never side by side: on two cores two runs halve each other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torchvision.transforms.functional import pil_to_tensor
+
+import texsynth
+from texsynth.metrics import Measure
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_command(recipe: Path, output: Path, options: list[str], threads: int) -> float:
+    """Seconds from launch to exit of ``texsynth recipe`` with ``options``."""
+    command = [sys.executable, "-m", "texsynth", "recipe", str(recipe), "-o", str(output), "--quiet", *options]
+    environment = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env=environment, cwd=ROOT)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        sys.stderr.write(done.stderr)
+        raise SystemExit(f"{shlex.join(command)} failed with exit code {done.returncode}")
+    return seconds
+
+
+def read(path: Path, long_side: int | None = None) -> torch.Tensor:
+    with Image.open(path) as image:
+        image = image.convert("RGB")
+        if long_side is not None and max(image.size) != long_side:
+            factor = long_side / max(image.size)
+            size = (max(1, round(image.width * factor)), max(1, round(image.height * factor)))
+            image = image.resize(size, Image.Resampling.LANCZOS)
+        return pil_to_tensor(image).unsqueeze(0).float().div(255.0)
+
+
+def judge(image: Path, recipe: texsynth.Recipe) -> dict[str, float]:
+    """The yardstick's three figures for an output of ``recipe`` (its styles' blend, at the output's size)."""
+    output = read(image)
+    long_side = max(output.shape[-2:])
+    styles = [read(style.image, round(long_side * style.scale)) for style in recipe.styles]
+    weights = [style.weight for style in recipe.styles]
+    measure = Measure()
+    grams = measure.grams(styles, weights)
+    return {
+        "style distance": measure.style_distance(output, grams),
+        "sliced distance": measure.sliced_distance(output, styles, weights),
+        "worst window": measure.worst_window(output, grams),
+    }
+
+
+def device_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--recipe", type=Path, default=ROOT / "recipes" / "brick.yaml")
+    parser.add_argument("--baseline", default="--scales 1", help="the baseline's options (one string)")
+    parser.add_argument("--candidate", default="", help="the candidate's options (one string)")
+    parser.add_argument("--steps", type=int, help="steps for both sides (default: the recipe's)")
+    parser.add_argument("--seeds", type=int, nargs="+", help="run each side once per seed (default: the recipe's)")
+    parser.add_argument("--keep", type=Path, help="a folder to keep the outputs in, to look at")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args(argv)
+    recipe = texsynth.load_recipe(args.recipe)
+    steps = ["--steps", str(args.steps)] if args.steps else []
+    sides = {"baseline": shlex.split(args.baseline) + steps, "candidate": shlex.split(args.candidate) + steps}
+    seeds = args.seeds or [recipe.seed]
+    stamp = datetime.datetime.now().astimezone().isoformat(timespec="minutes")
+    print(
+        f"texsynth {texsynth.__version__}, {args.recipe.name}, on {device_name()} [cpu], {args.threads} threads, "
+        f"torch {torch.__version__}, {stamp}; seeds {', '.join(map(str, seeds))}"
+    )
+    runs: dict[str, list[dict[str, float]]] = {side: [] for side in sides}
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = args.keep or Path(scratch)
+        folder.mkdir(parents=True, exist_ok=True)
+        # Seed by seed, each side in turn, so a slower spell of the machine falls on both.
+        for seed in seeds:
+            for side, options in sides.items():
+                output = folder / f"{side}-seed{seed}.png"
+                seconds = run_command(args.recipe.resolve(), output, [*options, "--seed", str(seed)], args.threads)
+                runs[side].append({"seconds": seconds, **judge(output, recipe)})
+                judged = runs[side][-1]
+                figures = ", ".join(f"{name} {value:.4f}" for name, value in judged.items() if name != "seconds")
+                label = shlex.join(options) or "as shipped"
+                print(f"  {side} ({label}), seed {seed}: {seconds:.1f} s; {figures}", flush=True)
+    means = {side: {name: statistics.mean(run[name] for run in done) for name in done[0]} 
+             for side, done in runs.items()}
+    print(f"\n  {'mean over ' + str(len(seeds)) + ' seed(s)':24}{'baseline':>10}{'candidate':>11}{'ratio':>8}")
+    for name, form in [("seconds", "{:.1f}"), ("style distance", "{:.4f}"), ("sliced distance", "{:.4f}"),
+                       ("worst window", "{:.4f}")]:
+        before, after = means["baseline"][name], means["candidate"][name]
+        print(f"  {name:24}{form.format(before):>10}{form.format(after):>11}{before / max(after, 1e-12):>7.2f}x")
+    print("  (ratio: baseline / candidate; above 1 means the candidate is faster or closer to the style)")
+
+
+if __name__ == "__main__":
+    main()
