@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import shlex
 import statistics
 import subprocess
@@ -38,10 +37,9 @@ import time
 from pathlib import Path
 
 import torch
-from PIL import Image
-from torchvision.transforms.functional import pil_to_tensor
 
 import texsynth
+from speed import device_name, load_rgb, long_side_size, upright_size  # benchmarks/speed.py
 from texsynth.metrics import Measure
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,21 +58,12 @@ def run_command(recipe: Path, output: Path, options: list[str], threads: int) ->
     return seconds
 
 
-def read(path: Path, long_side: int | None = None) -> torch.Tensor:
-    with Image.open(path) as image:
-        image = image.convert("RGB")
-        if long_side is not None and max(image.size) != long_side:
-            factor = long_side / max(image.size)
-            size = (max(1, round(image.width * factor)), max(1, round(image.height * factor)))
-            image = image.resize(size, Image.Resampling.LANCZOS)
-        return pil_to_tensor(image).unsqueeze(0).float().div(255.0)
-
-
 def judge(image: Path, recipe: texsynth.Recipe) -> dict[str, float]:
     """The yardstick's three figures for an output of ``recipe`` (its styles' blend, at the output's size)."""
-    output = read(image)
+    output = load_rgb(image, upright_size(image))
     long_side = max(output.shape[-2:])
-    styles = [read(style.image, round(long_side * style.scale)) for style in recipe.styles]
+    sizes = [long_side_size(style.image, round(long_side * style.scale)) for style in recipe.styles]
+    styles = [load_rgb(style.image, size) for style, size in zip(recipe.styles, sizes)]
     weights = [style.weight for style in recipe.styles]
     measure = Measure()
     grams = measure.grams(styles, weights)
@@ -83,16 +72,6 @@ def judge(image: Path, recipe: texsynth.Recipe) -> dict[str, float]:
         "sliced distance": measure.sliced_distance(output, styles, weights),
         "worst window": measure.worst_window(output, grams),
     }
-
-
-def device_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -111,7 +90,8 @@ def main(argv: list[str] | None = None) -> None:
     seeds = args.seeds or [recipe.seed]
     stamp = datetime.datetime.now().astimezone().isoformat(timespec="minutes")
     print(
-        f"texsynth {texsynth.__version__}, {args.recipe.name}, on {device_name()} [cpu], {args.threads} threads, "
+        f"texsynth {texsynth.__version__}, {args.recipe.name}, on {device_name(torch.device('cpu'))} [cpu], "
+        f"{args.threads} threads, "
         f"torch {torch.__version__}, {stamp}; seeds {', '.join(map(str, seeds))}"
     )
     runs: dict[str, list[dict[str, float]]] = {side: [] for side in sides}

@@ -16,8 +16,8 @@ def test_auto_count_is_one_up_to_256_then_one_more_per_doubling():
     assert [auto_scale_count(n) for n in (64, 256, 300, 512, 1024, 2048)] == [1, 1, 2, 3, 4, 5]
 
 
-def test_textures_start_near_64_px_whatever_their_size():
-    assert [auto_scale_count(n, texture=True) for n in (32, 64, 128, 256, 512, 1024)] == [1, 1, 2, 3, 4, 5]
+def test_textures_up_to_256_px_start_near_64_px_and_larger_ones_as_before():
+    assert [auto_scale_count(n, texture=True) for n in (32, 64, 128, 256, 512, 1024)] == [1, 1, 2, 3, 3, 4]
 
 
 def test_an_even_plan_gives_every_scale_the_same_steps_and_the_rest_to_the_finest():
@@ -30,6 +30,8 @@ def test_a_texture_recipe_plans_an_even_pyramid_and_a_transfer_the_halving_one()
     styles = [{"image": str(IMAGES / "brick.jpg")}]
     transfer = parse_recipe({"size": 512, "styles": styles, "content": {"image": str(IMAGES / "chelsea.jpg")}})
     assert [s.steps for s in scale_plan(texture, 256, 256)] == [100, 100, 100]
+    large = [s.steps for s in scale_plan(texture.model_copy(update={"size": 512}), 512, 512)]
+    assert len(large) == 3 and large[0] > large[1] > large[2]
     steps = [s.steps for s in scale_plan(transfer, 512, 384)]
     assert len(steps) == 3 and steps[0] > steps[1] > steps[2]
     assert [s.width for s in scale_plan(texture.model_copy(update={"scales": 1}), 256, 256)] == [256]

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .io import image_size
-from .scales import Scale, auto_scale_count, plan_scales
+from .scales import SINGLE_SCALE_UP_TO, Scale, auto_scale_count, plan_scales
 
 if TYPE_CHECKING:
     from .recipe import Recipe
@@ -45,18 +45,21 @@ def output_problem(recipe: Recipe, width: int, height: int) -> str | None:
 def scale_plan(recipe: Recipe, width: int, height: int) -> list[Scale]:
     """The recipe's coarse-to-fine pyramid for a width×height output, coarsest first.
 
-    A texture gives every scale the same number of steps: its finest scale
-    makes the detail, and the halving split of a transfer (most steps coarse)
+    A texture up to 256 px gives every scale the same number of steps: its
+    finest scale makes the detail, and the halving split (most steps coarse)
     left a 256 px brick texture 35% further from its style than one scale did.
+    Larger outputs keep the halving split, where full-size steps are what a run
+    costs (measured on the GPU before this split existed; unmeasured there since).
     ``scales: auto`` leaves out coarse scales at which a style image would be
     too small for the deepest layer; a number of scales is taken as given (and
     :func:`size_problem` reports what does not fit).
     """
     texture = recipe.content is None
+    even = texture and max(width, height) <= SINGLE_SCALE_UP_TO
 
     def plan(count: int) -> list[Scale]:
         return plan_scales(
-            width, height, recipe.steps, count, min_side=recipe.min_side, multiple=recipe.tile_multiple, even=texture
+            width, height, recipe.steps, count, min_side=recipe.min_side, multiple=recipe.tile_multiple, even=even
         )
 
     if recipe.scales != "auto":

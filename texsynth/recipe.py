@@ -215,8 +215,8 @@ class Recipe(BaseModel):
     output: Path | None = None
     #: A torchvision ``vgg19`` state dict to use instead of the shipped Caffe weights.
     weights: Path | None = None
-    #: Coarse-to-fine pyramid: "auto" (a texture from ~64 px, a transfer above
-    #: 256 px from ~128 px; see scales.auto_scale_count), or a number of scales; 1 turns it off.
+    #: Coarse-to-fine pyramid: "auto" (a texture up to 256 px from ~64 px, anything
+    #: larger from ~128 px; see scales.auto_scale_count), or a number of scales; 1 turns it off.
     scales: Literal["auto"] | int = "auto"
     #: Make the output wrap around seamlessly (circular padding in VGG19 and TV).
     tileable: Annotated[bool, Field(strict=True)] = False

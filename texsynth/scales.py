@@ -20,7 +20,7 @@ from torch.nn import functional as F
 SINGLE_SCALE_UP_TO = 256
 #: ``scales: auto`` makes the coarsest scale about this long.
 COARSEST_LONG_SIDE = 128
-#: A texture's coarsest scale under ``scales: auto``: two scales from 128 px, three at 256.
+#: A texture's coarsest scale under ``scales: auto`` up to 256 px: two scales at 128 px, three at 256.
 TEXTURE_COARSEST_LONG_SIDE = 64
 
 
@@ -34,17 +34,15 @@ class Scale:
 def auto_scale_count(long_side: int, *, texture: bool = False) -> int:
     """How many scales ``scales: auto`` makes for an output of ``long_side`` px.
 
-    Style transfers: 1 up to 256 px, then one more per doubling above ~128 px
-    (512 -> 3, 1024 -> 4). Textures start at ~64 px whatever their size (128 -> 2,
-    256 -> 3, 512 -> 4): from noise, a full-size start spends its first hundred
-    steps organizing what the coarse scales settle for a sixteenth of the cost
-    (README, Performance: a texture on the CPU). A transfer starts from its
-    content image, which is organized already.
+    Above 256 px: one more scale per doubling above ~128 px (512 -> 3, 1024 -> 4).
+    Up to 256 px a style transfer has one scale, and a texture starts at ~64 px
+    (128 -> 2, 256 -> 3): from noise, a full-size start spends its first hundred
+    steps organizing what the coarse scales settle far more cheaply (README,
+    Performance: the first command on a CPU). A transfer starts from its content
+    image, which is organized already.
     """
-    if texture:
-        return max(1, 1 + round(math.log2(long_side / TEXTURE_COARSEST_LONG_SIDE)))
     if long_side <= SINGLE_SCALE_UP_TO:
-        return 1
+        return max(1, 1 + round(math.log2(long_side / TEXTURE_COARSEST_LONG_SIDE))) if texture else 1
     return 1 + round(math.log2(long_side / COARSEST_LONG_SIDE))
 
 

@@ -46,7 +46,7 @@ DESCRIPTIONS: dict[str, str] = {
     "output": "Output image (.png, .jpg, .webp), relative to the recipe file. Default: out/<recipe name>.png.",
     "weights": "A torchvision vgg19 state dict to use instead of the shipped Caffe VGG19 weights.",
     "scales": (
-        "Coarse-to-fine pyramid: auto (textures from ~64 px, transfers above 256 px from ~128 px) or a count; 1 = off."
+        "Coarse-to-fine pyramid: auto (textures to 256 px from ~64 px, larger images from ~128 px) or a count; 1: off."
     ),
     "tileable": "Make the output wrap around seamlessly, so it repeats in a grid without a seam.",
     "style_loss": "How features are compared with the style's: gram (Gatys et al.), sliced_wasserstein "
