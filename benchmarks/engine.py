@@ -56,8 +56,8 @@ def transfer_recipe(size: int, precision: str) -> texsynth.Recipe:
     )
 
 
-def texture_recipe(size: int, **fields) -> texsynth.Recipe:
-    return texsynth.parse_recipe({"size": size, "styles": [{"image": str(IMAGES / "starry_night.jpg")}], **fields})
+def texture_recipe(size: int, *, style: str = "starry_night.jpg", **fields) -> texsynth.Recipe:
+    return texsynth.parse_recipe({"size": size, "styles": [{"image": str(IMAGES / style)}], **fields})
 
 
 def synchronize(device: torch.device) -> None:
@@ -155,8 +155,8 @@ def engine_settings(args, device: torch.device) -> list[tuple[str, float]]:
 
 def batched_tiles(args, device: torch.device) -> list[tuple[int, float]]:
     rows = []
-    recipe = texture_recipe(args.tile_size, tileable=True, scales=1, style_loss=args.style_loss)
-    recipe = texsynth.parse_recipe({**recipe.to_dict(), "styles": [{"image": str(IMAGES / "brick.jpg")}]})
+    # Brick, square: a 32 px tile of the wide Starry Night would be too thin for its mirror-padded style.
+    recipe = texture_recipe(args.tile_size, style="brick.jpg", tileable=True, scales=1, style_loss=args.style_loss)
     for batch in args.batches:
         try:
             milliseconds = step_milliseconds(
