@@ -39,8 +39,7 @@ from pathlib import Path
 import torch
 
 import texsynth
-from speed import device_name, load_rgb, long_side_size, upright_size  # benchmarks/speed.py
-from texsynth.metrics import Measure
+from speed import Yardstick, device_name, load_rgb, long_side_size, upright_size  # benchmarks/speed.py
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,20 +57,18 @@ def run_command(recipe: Path, output: Path, options: list[str], threads: int) ->
     return seconds
 
 
+#: The yardstick's figures by the names this benchmark prints.
+FIGURES = {"style": "style distance", "sliced": "sliced distance", "window": "worst window"}
+
+
 def judge(image: Path, recipe: texsynth.Recipe) -> dict[str, float]:
     """The yardstick's three figures for an output of ``recipe`` (its styles' blend, at the output's size)."""
     output = load_rgb(image, upright_size(image))
     long_side = max(output.shape[-2:])
     sizes = [long_side_size(style.image, round(long_side * style.scale)) for style in recipe.styles]
     styles = [load_rgb(style.image, size) for style, size in zip(recipe.styles, sizes)]
-    weights = [style.weight for style in recipe.styles]
-    measure = Measure()
-    grams = measure.grams(styles, weights)
-    return {
-        "style distance": measure.style_distance(output, grams),
-        "sliced distance": measure.sliced_distance(output, styles, weights),
-        "worst window": measure.worst_window(output, grams),
-    }
+    figures = Yardstick(styles, [style.weight for style in recipe.styles])(output)
+    return {FIGURES[name]: value for name, value in figures.items()}
 
 
 def main(argv: list[str] | None = None) -> None:

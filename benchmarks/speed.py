@@ -299,23 +299,31 @@ def texsynth_speed(spec: dict, device: torch.device) -> dict:
 
 
 class Yardstick:
-    """The three figures of ``Measure`` for a texture of ``spec``'s style at its size (lower is closer)."""
+    """The three figures of ``Measure`` against style images (a blend by ``weights``): lower is closer.
 
-    def __init__(self, spec: dict, device: torch.device) -> None:
-        size = spec["size"]
-        style_path = Path(spec["style"])
+    The style images (1, 3, H, W) are resized already, to the size the judged
+    images' styles were made at.
+    """
+
+    def __init__(self, styles: list[Tensor], weights: list[float] | None = None, device: torch.device | None = None):
         self.measure = Measure()
         self.measure.extractor.to(device)
-        self.style = load_rgb(style_path, long_side_size(style_path, size)).to(device)
-        self.grams = self.measure.grams([self.style])
-        self.shape = (size, size)
+        self.styles = [style.to(device) for style in styles]
+        self.weights = weights
+        self.grams = self.measure.grams(self.styles, weights)
+
+    @classmethod
+    def of_texture(cls, spec: dict, device: torch.device) -> Yardstick:
+        """For a ``spec["size"]`` px square texture of ``spec["style"]``."""
+        style_path = Path(spec["style"])
+        return cls([load_rgb(style_path, long_side_size(style_path, spec["size"]))], device=device)
 
     def __call__(self, image: Tensor) -> dict[str, float]:
         # No cuDNN autotuning: its trial workspaces would count as the measured side's peak.
         with torch.backends.cudnn.flags(enabled=True, benchmark=False):
             return {
                 "style": self.measure.style_distance(image, self.grams),
-                "sliced": self.measure.sliced_distance(image, [self.style]),
+                "sliced": self.measure.sliced_distance(image, self.styles, self.weights),
                 "window": self.measure.worst_window(image, self.grams),
             }
 
@@ -327,8 +335,8 @@ def figures_text(figures: dict[str, float]) -> str:
 
 def textbook_texture(spec: dict, device: torch.device) -> dict:
     """(b) for the textbook: ``evals`` evaluations from the noise start; time and yardstick at the last."""
-    yardstick = Yardstick(spec, device)
-    height, width = yardstick.shape
+    yardstick = Yardstick.of_texture(spec, device)
+    height = width = spec["size"]
     style_path = Path(spec["style"])
 
     def run(evals: int) -> tuple[float, Tensor]:
@@ -367,8 +375,8 @@ class Reached(Exception):
 
 def texsynth_texture(spec: dict, device: torch.device) -> dict:
     """(b) for texsynth: its own run, checked every few steps until it is as close as the textbook."""
-    yardstick = Yardstick(spec, device)
-    height, width = yardstick.shape
+    yardstick = Yardstick.of_texture(spec, device)
+    height = width = spec["size"]
     baseline = reset_memory(device)  # before the warm-up, as for the textbook
     loss = spec["texsynth_style_loss"]
     texsynth.synthesize(recipe(spec, steps=WARMUP_RUN, transfer=False, style_loss=loss), device=device)

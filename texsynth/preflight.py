@@ -65,7 +65,8 @@ def scale_plan(recipe: Recipe, width: int, height: int) -> list[Scale]:
     if recipe.scales != "auto":
         return plan(recipe.scales)
     count = auto_scale_count(max(width, height), texture=texture)
-    while count > 1 and _small_style(recipe, _long_side(plan(count)[0])) is not None:
+    originals = _style_sizes(recipe)
+    while count > 1 and _small_style(recipe, _long_side(plan(count)[0]), originals) is not None:
         count -= 1
     return plan(count)
 
@@ -84,10 +85,16 @@ def _style_side_needed(recipe: Recipe) -> int:
     return recipe.tile_multiple * (2 if recipe.tileable else 1)
 
 
-def _small_style(recipe: Recipe, long_side: int) -> tuple[int, tuple[int, int], tuple[int, int]] | None:
+def _style_sizes(recipe: Recipe) -> list[tuple[int, int]]:
+    """Each style image's (width, height), from its header."""
+    return [image_size(style.image) for style in recipe.styles]
+
+
+def _small_style(
+    recipe: Recipe, long_side: int, originals: list[tuple[int, int]]
+) -> tuple[int, tuple[int, int], tuple[int, int]] | None:
     """(index, original size, resized size) of the first style image too small at ``long_side``, or None."""
-    for index, style in enumerate(recipe.styles):
-        original = image_size(style.image)
+    for index, (style, original) in enumerate(zip(recipe.styles, originals)):
         resized = resized_style(original, style.scale, long_side)
         if min(resized) < _style_side_needed(recipe):
             return index, original, resized
@@ -114,7 +121,7 @@ def size_problem(recipe: Recipe) -> str | None:
         return problem
     plan = scale_plan(recipe, width, height)
     long_side = _long_side(plan[0])
-    small = _small_style(recipe, long_side)
+    small = _small_style(recipe, long_side, _style_sizes(recipe))
     if small is None:
         return None
     index, original, resized = small
