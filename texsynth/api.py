@@ -38,6 +38,7 @@ from .targets import (
     load_mask,
     make_extractor,
     objective,
+    resolved_precision,
     style_image_size,
 )
 
@@ -50,6 +51,7 @@ __all__ = [
     "output_size",
     "pick_device",
     "render",
+    "resolved_precision",
     "synthesis_metadata",
     "synthesize",
     "use_cuda_graph",
@@ -81,6 +83,8 @@ class Synthesis:
     seconds: float
     device: str
     seeds: tuple[int, ...]
+    #: What VGG19's convolutions ran in, "fp32" or "bf16" (``precision: auto`` depends on the machine).
+    precision: str
 
     def item(self, index: int) -> Synthesis:
         """Batch item ``index`` on its own, as if it had been made alone."""
@@ -195,6 +199,7 @@ def synthesize(
         seconds=seconds,
         device=str(device),
         seeds=seeds,
+        precision=resolved_precision(recipe.precision, device),
     )
 
 
@@ -287,7 +292,13 @@ def _metadata_problem(recipe: Recipe, origin: Origin | None) -> str | None:
         return None
     losses = {name: -1.2345678901234567e-300 for name in ("style", "sliced", "content", "tv")}
     expected = output_metadata(
-        recipe, device="cuda:00", steps_done=recipe.steps, interrupted=False, losses=losses, origin=origin
+        recipe,
+        device="cuda:00",
+        precision="bf16",
+        steps_done=recipe.steps,
+        interrupted=False,
+        losses=losses,
+        origin=origin,
     )
     return metadata_problem(recipe.output, expected)
 
@@ -328,6 +339,7 @@ def synthesis_metadata(recipe: Recipe, synthesis: Synthesis, origin: Origin | No
     return output_metadata(
         recipe,
         device=synthesis.device,
+        precision=synthesis.precision,
         steps_done=synthesis.steps,
         interrupted=synthesis.interrupted,
         losses=synthesis.losses,

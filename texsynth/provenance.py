@@ -39,6 +39,7 @@ def output_metadata(
     recipe: Recipe,
     *,
     device: str,
+    precision: str,
     steps_done: int,
     interrupted: bool,
     losses: Mapping[str, float],
@@ -53,6 +54,7 @@ def output_metadata(
         "texsynth": __version__,
         "torch": torch.__version__,
         "device": device,
+        "precision": precision,
         "seed": recipe.seed,
         "steps_done": steps_done,
         "interrupted": interrupted,
@@ -176,7 +178,7 @@ def runnable_yaml(provenance: Provenance) -> str:
     lines = [
         f"# {said(str(provenance.path), 500)}",
         f"# made by texsynth {said(meta.get('texsynth'))}, torch {said(meta.get('torch'))}, "
-        f"on {said(meta.get('device'))}",
+        f"on {said(meta.get('device'))}" + (f" in {said(meta['precision'])}" if "precision" in meta else ""),
         f"# seed {said(meta.get('seed'))} ({done}); final losses: {_losses_text(meta.get('losses'))}",
     ]
     bundle = meta.get("bundle")
@@ -209,6 +211,8 @@ class Rerun:
     origin: Origin | None
     #: The device the output was made on: the same one is needed for the same pixels.
     device: str | None
+    #: What its convolutions ran in ("fp32", "bf16"; None where older outputs do not say): the same is needed too.
+    precision: str | None = None
 
 
 @contextlib.contextmanager
@@ -224,6 +228,7 @@ def rerun_recipe(path: Path, *, out_dir: Path, overrides: Mapping[str, Any] | No
         replacing["output"] = str(resolved(out_dir, "out_dir") / f"{path.stem}.rerun{path.suffix.lower()}")
     warnings = _version_warnings(path, metadata)
     device = metadata.get("device") if isinstance(metadata.get("device"), str) else None
+    precision = metadata.get("precision") if isinstance(metadata.get("precision"), str) else None
     if "bundle" in metadata:
         bundle_path = _bundle_path(path, metadata["bundle"])
         with open_bundle(bundle_path) as bundle:
@@ -232,7 +237,7 @@ def rerun_recipe(path: Path, *, out_dir: Path, overrides: Mapping[str, Any] | No
             recipe = parse_recipe(
                 metadata["recipe"], source=source, base_dir=bundle.root, overrides=overrides, replacing=replacing
             )
-            yield Rerun(recipe, warnings, bundle_origin(bundle), device)
+            yield Rerun(recipe, warnings, bundle_origin(bundle), device, precision)
         return
     recipe = parse_recipe(
         metadata["recipe"], source=source, base_dir=path.resolve().parent, overrides=overrides, replacing=replacing
@@ -242,7 +247,7 @@ def rerun_recipe(path: Path, *, out_dir: Path, overrides: Mapping[str, Any] | No
             warnings.append(
                 f"{said(name, 500)} has changed since {path} was made (its SHA-256 differs); the result may differ"
             )
-    yield Rerun(recipe, warnings, None, device)
+    yield Rerun(recipe, warnings, None, device, precision)
 
 
 def _bundle_path(path: Path, bundle: Any) -> Path:

@@ -89,7 +89,7 @@ class StyleLoss(str, Enum):
 
 
 class Precision(str, Enum):
-    #: bf16 convolutions on CUDA, fp32 elsewhere.
+    #: bf16 convolutions on CUDA and on CPUs with native bf16, fp32 elsewhere (targets.resolved_precision).
     AUTO = "auto"
     FP32 = "fp32"
     BF16 = "bf16"

@@ -52,7 +52,9 @@ DESCRIPTIONS: dict[str, str] = {
     "style_loss": "How features are compared with the style's: gram (Gatys et al.), sliced_wasserstein "
     "(Heitz et al. 2021: whole feature distributions), gram+sliced_wasserstein, or auto (the default: "
     "gram+sliced_wasserstein for textures, gram for style transfers).",
-    "precision": "Convolution arithmetic: auto (bf16 on CUDA, fp32 elsewhere), fp32 or bf16.",
+    "precision": (
+        "Convolution arithmetic: auto (bf16 on CUDA and on CPUs with native bf16, fp32 elsewhere), fp32 or bf16."
+    ),
 }
 
 

@@ -33,6 +33,7 @@ class Opened:
     warnings: list[str] = field(default_factory=list)
     origin: Origin | None = None
     made_on: str | None = None  # device of the output a re-run comes from
+    made_in: str | None = None  # and the precision its convolutions ran in
 
 
 def kind_of(path: Path) -> str:
@@ -58,7 +59,7 @@ def open_recipe(
             yield Opened(recipe, bundle.source, origin=origin)
     elif kind == "image":
         with rerun_recipe(path, out_dir=out_dir, overrides=overrides) as rerun:
-            yield Opened(rerun.recipe, str(path), rerun.warnings, rerun.origin, rerun.device)
+            yield Opened(rerun.recipe, str(path), rerun.warnings, rerun.origin, rerun.device, rerun.precision)
     else:
         yield Opened(load_recipe(path, overrides=overrides), str(path))
 

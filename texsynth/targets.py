@@ -19,11 +19,24 @@ from .colour import COLOUR_CONTROLS, ColourControl
 from .errors import TexsynthError
 from .features import VGGFeatures
 from .graph import LossGraph, compile_graph, content_targets, style_features
+from .hardware import cpu_has_native_bf16
 from .initial import mean_colour
 from .io import image_size, load_image
 from .optimize import Objective
 from .preflight import resized_style
 from .recipe import Precision, Recipe
+
+
+def resolved_precision(precision: Precision, device: torch.device) -> str:
+    """``"bf16"`` or ``"fp32"``: what ``precision`` means for VGG19's convolutions on ``device``.
+
+    ``auto`` is bf16 on CUDA and on a CPU that multiplies bf16 natively
+    (:func:`texsynth.hardware.cpu_has_native_bf16`), fp32 elsewhere.
+    """
+    if precision is Precision.AUTO:
+        native = device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16())
+        return "bf16" if native else "fp32"
+    return precision.value
 
 
 def make_extractor(recipe: Recipe, device: torch.device) -> VGGFeatures:
@@ -37,7 +50,7 @@ def make_extractor(recipe: Recipe, device: torch.device) -> VGGFeatures:
     Performance: engine settings).
     """
     cuda = device.type == "cuda"
-    bf16 = recipe.precision is Precision.BF16 or (recipe.precision is Precision.AUTO and cuda)
+    bf16 = resolved_precision(recipe.precision, device) == "bf16"
     if cuda:
         torch.backends.cudnn.benchmark = True
         torch.backends.cudnn.allow_tf32 = True

@@ -89,7 +89,7 @@ def rolls_samples(model: FastModel) -> bool:
     have learnt, by the noise grid, what to draw beside the edges, and rolling
     would bring that into the middle.
     """
-    return model.network.architecture()["padding"] == "circular" and model.recipe.get("tileable") is True
+    return model.generator().padding == "circular" and model.recipe.get("tileable") is True
 
 
 @torch.no_grad()
@@ -117,7 +117,7 @@ def sample_images(
     batch = 1 if device.type == "cpu" else batch_size or GPU_BATCH
     shapes = network.noise_shapes(width, height)
     rolled = rolls_samples(model)
-    images = []
+    images: list[Tensor] = []
     for start in range(0, len(seeds), batch):
         chunk = seeds[start : start + batch]
         draws = sample_draws(shapes, chunk, network.stride)
