@@ -112,6 +112,63 @@ def test_no_trace_writes_only_the_image(write_recipe, tmp_path):
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["x.png"]
 
 
+def test_a_preview_never_spends_more_than_a_hundredth_of_the_run_writing_itself(tmp_path, monkeypatch):
+    clock = {"now": 0.0}
+    monkeypatch.setattr("texsynth.watch.time.monotonic", lambda: clock["now"])
+
+    def slow_save(*args, **kwargs):
+        clock["now"] += 0.5  # a large image: half a second to encode
+
+    monkeypatch.setattr("texsynth.watch.save_image", slow_save)
+    preview = Preview(tmp_path / "live.png", interval=1.0)
+    for n in range(1, 1001):
+        preview(step(n, steps=2000))
+        clock["now"] += 0.1  # a step
+    assert 1 < preview.writes <= 3 and preview.seconds <= 0.01 * clock["now"] + 0.5
+
+
+class Watched(Preview):
+    """A preview that notes, after each write, whether its file is there."""
+
+    seen: list[bool] = []
+
+    def __call__(self, progress):
+        super().__call__(progress)
+        Watched.seen.append(self.path.is_file())
+
+
+def test_a_terminal_session_gets_a_preview_beside_the_output_removed_at_the_end(write_recipe, tmp_path, monkeypatch):
+    monkeypatch.setattr("texsynth.cli.synth.in_terminal", lambda: True)
+    monkeypatch.setattr("texsynth.cli.synth.Preview", Watched)
+    Watched.seen = []
+    path = write_recipe(size=32, steps=3, output="out/x.png")
+    result = run("recipe", path, "--no-trace")
+    assert result.exit_code == 0, result.output
+    assert f"preview: {tmp_path / 'out' / 'x.preview.png'}" in result.stderr
+    assert Watched.seen and all(Watched.seen), "written while it ran"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["x.png"], "and gone when it ended"
+
+
+@pytest.mark.parametrize("options", [["--no-preview"], ["-q"]])
+def test_no_preview_and_quiet_runs_write_none(options, write_recipe, tmp_path, monkeypatch):
+    monkeypatch.setattr("texsynth.cli.synth.in_terminal", lambda: True)
+    monkeypatch.setattr("texsynth.cli.synth.Preview", Watched)
+    Watched.seen = []
+    result = run("recipe", write_recipe(size=32, steps=2, output="out/x.png"), "--no-trace", *options)
+    assert result.exit_code == 0, result.output
+    assert Watched.seen == [] and "preview:" not in result.stderr
+
+
+def test_the_default_preview_never_clobbers_a_file_in_its_place(write_recipe, tmp_path, monkeypatch):
+    monkeypatch.setattr("texsynth.cli.synth.in_terminal", lambda: True)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "x.preview.png").write_bytes(b"mine")
+    result = run("recipe", write_recipe(size=32, steps=2, output="out/x.png"), "--no-trace")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "x.preview.png").read_bytes() == b"mine" and "preview:" not in result.stderr
+    assert (tmp_path / "out" / "x.png").is_file()
+
+
 def test_control_options_override_the_recipe(write_recipe, tmp_path, images):
     path = write_recipe(content={"image": "images/chelsea.jpg"}, styles=[{"image": "images/brick.jpg"}] * 2)
     result = run(

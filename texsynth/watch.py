@@ -9,7 +9,10 @@ leaves no trace behind.
 - :class:`LossTrace`: one JSON object per line and step (``step``,
   ``elapsed``, each loss term, ``total``), renamed into place when the run ends.
 - :class:`Frames`: every N-th step (and the last) as a numbered PNG in a folder.
-- :class:`Preview`: one image rewritten at most every ``interval`` seconds.
+- :class:`Preview`: one image rewritten at most every ``interval`` seconds,
+  and never so often that writing it costs more than 1% of the run. A run in
+  a terminal gets one by default, beside its output (:func:`default_preview_path`),
+  removed when the run ends.
 """
 
 from __future__ import annotations
@@ -153,7 +156,13 @@ class Frames:
 
 
 class Preview:
-    """One image kept up to date during the run, for watching in an image viewer."""
+    """One image kept up to date during the run, for watching in an image viewer.
+
+    Rewritten at most every ``interval`` seconds, and never so often that
+    writing it takes more than :data:`PREVIEW_SHARE` of the run: after a write
+    that took ``t`` seconds the next waits at least ``t / PREVIEW_SHARE`` (a
+    256 px PNG takes a few milliseconds to encode, a 4096 px one a second).
+    """
 
     def __init__(self, path: Path, interval: float = 1.0) -> None:
         self.path = Path(path)
@@ -161,11 +170,25 @@ class Preview:
         if problem:
             raise TexsynthError(f"preview: {problem}")
         self.interval = interval
-        self._last = -float("inf")
+        self._next = -float("inf")
+        #: Seconds spent writing so far, and how many writes.
+        self.seconds, self.writes = 0.0, 0
 
     def __call__(self, progress: StepReport) -> None:
         now = time.monotonic()
-        # Encoding an image every step would slow small runs down; a viewer needs a few per second at most.
-        if now - self._last >= self.interval or progress.step == progress.steps:
-            self._last = now
+        if now >= self._next or progress.step == progress.steps:
             save_image(_picture(progress.image), self.path)
+            took = time.monotonic() - now
+            self.seconds, self.writes = self.seconds + took, self.writes + 1
+            self._next = now + max(self.interval, took / PREVIEW_SHARE)
+
+
+#: The most of a run's time a preview may spend writing itself.
+PREVIEW_SHARE = 0.01
+#: How often the preview a terminal session gets by default is rewritten, at most.
+DEFAULT_PREVIEW_INTERVAL = 2.0
+
+
+def default_preview_path(output: Path) -> Path:
+    """Where a terminal session's preview goes: ``out/x.png`` -> ``out/x.preview.png``."""
+    return output.with_name(f"{output.stem}.preview.png")

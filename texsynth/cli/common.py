@@ -73,6 +73,11 @@ def stderr_console() -> Console:
     return Console(stderr=True, highlight=False)
 
 
+def in_terminal() -> bool:
+    """Whether someone is watching: stderr, where the progress bars go, is a terminal."""
+    return stderr_console().is_terminal
+
+
 def fail_cleanly(command: F) -> F:
     """Turn a TexsynthError into one line on stderr and exit code 2, and an interrupt the
     command did not handle itself (Ctrl-C, SIGTERM or SIGHUP while it starts) into one line too."""

@@ -8,18 +8,29 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ..api import check_output, input_fields, pick_device, render
-from ..errors import TexsynthError
+from ..api import check_output, input_fields, pick_device, render, resolved_precision
+from ..errors import TexsynthError, one_line
 from ..files import resolved
 from ..recipe import Init, Pooling, Precision, PreserveColour, StyleLoss
 from ..sources import DEFAULT_OUT_DIR, open_recipe
-from ..watch import Frames, LossTrace, Preview, chain, frames_folder, preview_problem, trace_path
+from ..watch import (
+    DEFAULT_PREVIEW_INTERVAL,
+    Frames,
+    LossTrace,
+    Preview,
+    chain,
+    default_preview_path,
+    frames_folder,
+    preview_problem,
+    trace_path,
+)
 from .common import (
     FLAG,
     absolute,
     at_least,
     checked_device,
     choices,
+    in_terminal,
     interrupted_exit_code,
     not_an_input,
     parse_layers,
@@ -30,6 +41,20 @@ from .common import (
     warn,
 )
 from .progress import step_bar
+
+
+def _default_preview(output: Path, stack: ExitStack) -> Preview | None:
+    """A terminal session's preview beside ``output``, removed when the run ends, however it ends.
+
+    None where a file is in its place already (someone's, or a preview that a
+    killed run left): a default never clobbers anything.
+    """
+    path = default_preview_path(output)
+    if path.exists() or path.is_symlink() or preview_problem(path):
+        return None
+    stack.callback(path.unlink, missing_ok=True)
+    typer.echo(f"preview: {one_line(str(path))} (updated every few seconds; --no-preview: none)", err=True)
+    return Preview(path, interval=DEFAULT_PREVIEW_INTERVAL)
 
 
 def _masks(text: str) -> str | list[str | None] | None:
@@ -157,9 +182,17 @@ def recipe_command(
     preview: Annotated[
         Optional[Path],
         typer.Option(
-            help="Keep this image updated during the run, to watch in an image viewer.", rich_help_panel=WATCHING
+            help="Keep this image updated during the run, to watch in an image viewer. Default in a terminal: "
+            "OUT.preview.png beside the output, every few seconds, removed when the run ends.",
+            rich_help_panel=WATCHING,
         ),
     ] = None,
+    no_preview: Annotated[
+        bool,
+        typer.Option(
+            "--no-preview", help="No preview image, not even in a terminal.", rich_help_panel=WATCHING, metavar=FLAG
+        ),
+    ] = False,
     trace: Annotated[
         bool,
         typer.Option(
@@ -208,12 +241,19 @@ def recipe_command(
         "style_loss": style_loss,
         "precision": precision,
     }
+    watching: Preview | None = None
     with ExitStack() as stack:
         opened = stack.enter_context(open_recipe(file, overrides=overrides, out_dir=out_dir))
         recipe = opened.recipe
         chosen = pick_device(device)
         if opened.made_on is not None and opened.made_on != str(chosen):
             opened.warnings.append(f"{file} was made on {opened.made_on}, this run is on {chosen}; pixels may differ")
+        running_in = resolved_precision(recipe.precision, chosen)
+        if opened.made_in is not None and opened.made_in != running_in:
+            opened.warnings.append(
+                f"{file} was made in {opened.made_in}, this run is in {running_in} (precision: "
+                f"{recipe.precision.value} on this machine); pixels may differ"
+            )
         for warning in opened.warnings:
             warn(warning)
         if dry_run:
@@ -223,10 +263,13 @@ def recipe_command(
         output = check_output(recipe, opened.source, opened.origin)
         if preview is not None:
             not_an_input("--preview", preview, input_fields(recipe))
+            watching = Preview(preview)
+        elif not (no_preview or quiet) and in_terminal():
+            watching = _default_preview(output, stack)
         watchers = [
             stack.enter_context(LossTrace(trace_path(output))) if trace else None,
             Frames(frames or frames_folder(output), save_every) if save_every is not None else None,
-            Preview(preview) if preview is not None else None,
+            watching,
         ]
         on_step = chain(stack.enter_context(step_bar(quiet, recipe.steps)), *watchers)
         rendered = render(recipe, device=chosen, on_step=on_step, source=opened.source, origin=opened.origin)
