@@ -106,6 +106,15 @@ def test_cli_writes_trace_frames_and_preview(write_recipe, tmp_path):
     assert Image.open(tmp_path / "live.png").size == (32, 32)
 
 
+def test_a_trace_counts_steps_and_seconds_over_the_whole_pyramid(write_recipe, tmp_path):
+    path = write_recipe(size=64, steps=6, scales=2, output="out/x.png")
+    assert run("recipe", path, "-q").exit_code == 0
+    trace = [json.loads(line) for line in (tmp_path / "out" / "x.trace.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in trace] == [1, 2, 3, 4, 5, 6]
+    elapsed = [r["elapsed"] for r in trace]
+    assert elapsed == sorted(elapsed) and elapsed[3] > elapsed[2], "the finer scale goes on from the coarser's time"
+
+
 def test_no_trace_writes_only_the_image(write_recipe, tmp_path):
     path = write_recipe(size=32, steps=2, output="out/x.png")
     assert run("recipe", path, "--no-trace", "-q").exit_code == 0

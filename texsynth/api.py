@@ -177,7 +177,9 @@ def synthesize(
             steps=scale.steps,
             optimizer=recipe.optimizer,
             learning_rate=recipe.effective_learning_rate,
-            on_step=_finishing(_over_pyramid(on_step, done, recipe.steps, index, len(plan)), stage.colour.finish),
+            on_step=_finishing(
+                _over_pyramid(on_step, done, seconds, recipe.steps, index, len(plan)), stage.colour.finish
+            ),
             cuda_graph=cuda_graph,
         )
         image, done, seconds = result.image, done + result.steps, seconds + result.seconds
@@ -239,12 +241,20 @@ def _start(recipe: Recipe, stage: Stage, seeds: Sequence[int], width: int, heigh
 
 
 def _over_pyramid(
-    on_step: ProgressCallback | None, offset: int, total: int, scale: int, scales: int
+    on_step: ProgressCallback | None, offset: int, seconds: float, total: int, scale: int, scales: int
 ) -> ProgressCallback | None:
+    """``on_step`` counting steps and seconds over the whole pyramid, not from the start of this scale."""
     if on_step is None:
         return None
     return lambda progress: on_step(
-        replace(progress, step=offset + progress.step, steps=total, scale=scale, scales=scales)
+        replace(
+            progress,
+            step=offset + progress.step,
+            steps=total,
+            elapsed=seconds + progress.elapsed,
+            scale=scale,
+            scales=scales,
+        )
     )
 
 
