@@ -482,9 +482,12 @@ def test_ctrl_c_writes_a_usable_model_and_exits_130(brick_recipe, tmp_path, subp
 
     model = tmp_path / "m.safetensors"
     command = [sys.executable, "-m", "texsynth", "train", str(brick_recipe), "-o", str(model), "--iterations",
-               "100000", "--size", "32", "--batch-size", "1", "--checkpoint-every", "100000", "-q"]  # fmt: skip
+               "100000", "--size", "32", "--batch-size", "1", "--checkpoint-every", "2", "-q"]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=subprocess_env)
-    time.sleep(8)  # weights, targets, then a few iterations
+    # Interrupt once it is training (its first checkpoint is there), however long loading took on this machine.
+    deadline = time.monotonic() + 300
+    while not checkpoint_path(model).exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr

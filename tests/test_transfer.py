@@ -6,9 +6,11 @@ tests/data/photos/train; the held-out photo judges them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
@@ -120,8 +122,14 @@ def test_tiles_give_the_whole_photos_result_without_a_seam(transfer_model):
     whole = stylize(transfer_model.model, photo)
     tiled = stylize(transfer_model.model, photo, tile=64)
     assert tiled.shape == whole.shape
-    # Shared normalization statistics keep tiles in one tone; feathered overlaps hide the joins.
-    assert (tiled - whole).abs().mean() < 0.02
+    # Shared normalization statistics keep tiles in one tone; feathered overlaps hide the joins. Tiling
+    # changes the result by under a third of what stylizing changes the photo (0.18 measured, with each
+    # tile normalized by itself 0.42), and by under 60% of what per-tile statistics would change it.
+    change = (whole - photo).abs().mean()
+    assert (tiled - whole).abs().mean() < 0.3 * change
+    with mock.patch("texsynth.fast.apply._frozen_statistics", lambda *args: contextlib.nullcontext()):
+        each_by_itself = stylize(transfer_model.model, photo, tile=64)
+    assert (tiled - whole).abs().mean() < 0.6 * (each_by_itself - whole).abs().mean()
     column = tiled[..., :, 60:68].diff(dim=-1).abs().mean()  # around a join of the 64 px tiles
     assert column < 1.5 * tiled.diff(dim=-1).abs().mean()
 
