@@ -25,26 +25,13 @@ def iteration_generator(seed: int, iteration: int) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + iteration * 7919 + 17) % 2**63)
 
 
-@dataclass(frozen=True)
-class SampleDraws:
-    """What a batch of samples is made from: each item's from its own seed alone."""
-
-    #: One tensor per scale, coarsest first, (B, C, H, W), uniform in [0, 1).
-    noise: list[Tensor]
-    #: (down, right) per item, each from 0 to the generator's stride - 1: how far its output is rolled.
-    shifts: list[tuple[int, int]]
-
-
-def sample_draws(shapes: Sequence[tuple[int, int, int]], seeds: Sequence[int], stride: int) -> SampleDraws:
-    """The noise of one sample per seed, then its shift, both drawn from that seed alone."""
-    per_item, shifts = [], []
+def sample_noise(shapes: Sequence[tuple[int, int, int]], seeds: Sequence[int]) -> list[Tensor]:
+    """One noise tensor per scale, (B, C, H, W), item ``b`` drawn from ``seeds[b]`` alone (uniform in [0, 1))."""
+    per_item = []
     for seed in seeds:
         generator = torch.Generator().manual_seed(seed)
         per_item.append([torch.rand((1, *shape), generator=generator) for shape in shapes])
-        down, right = torch.randint(0, stride, (2,), generator=generator).tolist()
-        shifts.append((down, right))
-    noise = [torch.cat([item[scale] for item in per_item]) for scale in range(len(shapes))]
-    return SampleDraws(noise, shifts)
+    return [torch.cat([item[scale] for item in per_item]) for scale in range(len(shapes))]
 
 
 def batch_noise(shapes: Sequence[tuple[int, int, int]], batch: int, generator: torch.Generator) -> list[Tensor]:

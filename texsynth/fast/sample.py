@@ -2,16 +2,7 @@
 
 Sample ``i``'s seed derives from (seed, i) exactly as a batch tile's does
 (:func:`texsynth.tiles.tile_seed`), and its noise from that seed alone, so
-sample 17 is the same image in a batch of 1 or 64. Each sample is rolled by
-its own offset below the generator's stride, drawn from its seed after its
-noise, where the generator was trained for tiles (:func:`rolls_samples`): its
-coarsest noise lies on a grid of its stride (16 px), and
-what it learns keeps to that grid (the shipped brick generator puts its
-vertical mortar lines at the same columns of every 16 in every sample). A
-sample is a torus, so rolling it keeps it seamless, and the loss it was
-trained on cannot tell it from itself rolled; rolled, samples no longer share
-one phase (the brick samples' diversity: 0.31 unrolled, 0.51 rolled,
-2026-12-01). On the CPU each sample is
+sample 17 is the same image in a batch of 1 or 64. On the CPU each sample is
 run through the network alone: batched convolutions split their work by batch
 size and round differently, and two cores have no idle width for a batch to
 fill anyway. A folder of samples follows the batch conventions
@@ -46,7 +37,7 @@ from ..tile_folder import (
     write_contact_sheet,
 )
 from ..tiles import tile_seed
-from .data import sample_draws
+from .data import sample_noise
 from .model_file import FastModel, load_model
 
 #: Samples run through the network together on a GPU (the CPU runs them one by one, see the module docstring).
@@ -81,17 +72,6 @@ def check_sample_size(model: FastModel, width: int, height: int) -> None:
             )
 
 
-def rolls_samples(model: FastModel) -> bool:
-    """Whether samples are rolled by their seed's shift: a generator trained for tiles (see the module docstring).
-
-    Only its loss saw a torus. A generator of a recipe that is not tileable
-    pads circularly too, but was judged by a VGG19 that pads with zeros: it may
-    have learnt, by the noise grid, what to draw beside the edges, and rolling
-    would bring that into the middle.
-    """
-    return model.generator().padding == "circular" and model.recipe.get("tileable") is True
-
-
 @torch.no_grad()
 def sample_images(
     model: FastModel,
@@ -116,17 +96,13 @@ def sample_images(
     # On the CPU a batched convolution rounds differently from a single one: one at a time there.
     batch = 1 if device.type == "cpu" else batch_size or GPU_BATCH
     shapes = network.noise_shapes(width, height)
-    rolled = rolls_samples(model)
-    images: list[Tensor] = []
+    images = []
     for start in range(0, len(seeds), batch):
         chunk = seeds[start : start + batch]
-        draws = sample_draws(shapes, chunk, network.stride)
-        noise = [z.to(device) for z in draws.noise]
+        noise = [z.to(device) for z in sample_noise(shapes, chunk)]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            textures = network(noise, weights.expand(len(chunk), -1)).float().cpu()
-        shifts = draws.shifts if rolled else [(0, 0)] * len(chunk)
-        images.extend(texture.roll(shift, dims=(-2, -1)) for texture, shift in zip(textures, shifts))
-    return torch.stack(images)
+            images.append(network(noise, weights.expand(len(chunk), -1)).float().cpu())
+    return torch.cat(images)
 
 
 def sample(
