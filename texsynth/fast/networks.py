@@ -12,9 +12,9 @@ Lempitsky, ICML 2016): noise enters at every scale, from 1/2^(S-1) of the
 output up to full size; each scale is two 3×3 convolutions with normalization
 and a leaky ReLU, upsampled ×2 (nearest) and joined with the next scale's
 noise. Channels halve as the resolution doubles, so most of the work is at
-the coarse scales: 128, 64, 32, 16 and 8 channels take about 37 ms a 256 px
-sample on two CPU cores with zero padding and 72 ms with the circular padding
-every generator uses (2026-12-01), where Texture Networks' 8 channels per scale joined by
+the coarse scales: 128, 64, 32, 16 and 8 channels take about 40 ms a 256 px
+sample on two CPU cores with the circular padding every generator uses (35 ms
+with zero padding, measured turn about; 2026-12-01), where Texture Networks' 8 channels per scale joined by
 concatenation would spend most of it at full size. With ``circular`` padding
 (what training uses, see ``train.py``) every convolution sees a torus, so
 every sample of any size tiles.
