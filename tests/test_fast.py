@@ -134,6 +134,20 @@ def test_resume_equals_an_uninterrupted_run_bit_for_bit(module_images, tmp_path)
     assert resumed.model.training["history"] == whole.model.training["history"]
 
 
+def test_a_model_records_the_precision_it_trained_in_and_a_resume_in_another(module_images, tmp_path, monkeypatch):
+    import texsynth.targets
+
+    recipe = recipe_of(module_images, [("brick.jpg", 1.0)])
+    options = TrainingOptions(iterations=2, batch_size=1, size=32, checkpoint_every=10)
+    monkeypatch.setattr(texsynth.targets, "cpu_has_native_bf16", lambda: False)
+    first = train(recipe, output=tmp_path / "m.safetensors", options=options, on_iteration=interrupt_at(1))
+    assert first.model.training["precision"] == "fp32"
+    monkeypatch.setattr(texsynth.targets, "cpu_has_native_bf16", lambda: True)  # the checkpoint moved machines
+    resumed = train(recipe, output=tmp_path / "m.safetensors", options=options, resume=True)
+    assert load_model(tmp_path / "m.safetensors").training["precision"] == "fp32, then bf16"
+    assert resumed.iterations == 2
+
+
 def test_a_nan_loss_stops_and_keeps_the_last_good_checkpoint(module_images, tmp_path, monkeypatch):
     recipe = recipe_of(module_images, [("brick.jpg", 1.0)])
     real = TextureGenerator.forward
@@ -278,6 +292,11 @@ def test_show_prints_the_model_and_a_runnable_recipe(brick_model, tmp_path):
     result = run("show", trained.path)
     assert result.exit_code == 0, result.output
     assert "# a texture model (texture_generator)" in result.stdout and "styles: brick 1" in result.stdout
+    from texsynth.recipe import Precision
+    from texsynth.targets import resolved_precision
+
+    ran_in = resolved_precision(Precision.AUTO, torch.device("cpu"))  # bf16 on a CPU with native bf16
+    assert f"iterations on cpu ({ran_in}) in " in result.stdout
 
     # Saved beside the model, the printed recipe finds the same images: paths are relative to the model's folder.
     shown = trained.path.parent / "shown.yaml"

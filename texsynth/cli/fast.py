@@ -294,13 +294,14 @@ def show_model(path: Path, *, as_json: bool) -> None:
     history = training.get("history") if isinstance(training.get("history"), list) else []
     last = history[-1] if history and isinstance(history[-1], dict) else {}
     blend = ", ".join(f"{said(name)} {weight:.3g}" for name, weight in zip(model.styles, model.blend))
+    precision = f" ({said(training['precision'])})" if "precision" in training else ""
     lines = [
         said(str(path), 500),
         f"a {model.kind} model ({said(facts['architecture'].get('kind'))}) made by texsynth "
         f"{said(model.versions.get('texsynth'))}, torch {said(model.versions.get('torch'))}; sha256 {model.sha256}",
         f"styles: {blend} (the default blend; --blend picks others)",
         f"architecture: {said(json.dumps(facts['architecture']), 500)}",
-        f"trained {said(training.get('iterations'))} iterations on {said(training.get('device'))} in "
+        f"trained {said(training.get('iterations'))} iterations on {said(training.get('device'))}{precision} in "
         f"{said(training.get('seconds'))} s: {said(json.dumps(training.get('options')), 500)}",
         "final losses: " + ", ".join(f"{said(k)} {said(v)}" for k, v in last.items() if k != "iteration"),
         "inputs:",

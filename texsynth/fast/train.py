@@ -50,7 +50,7 @@ from ..graph import LossGraph, content_targets
 from ..io import sha256, writable_problem
 from ..provenance import recipe_identity
 from ..recipe import PreserveColour, Recipe
-from ..targets import compile_at, make_extractor
+from ..targets import compile_at, make_extractor, resolved_precision
 from .data import PhotoFolder, batch_noise, iteration_generator, training_blend
 from .loop import Record, Trained, TrainingReport, resume_from, run_iterations
 from .model_file import MODEL_SUFFIX, FastModel, checkpoint_path, style_names
@@ -211,12 +211,16 @@ def train(
     # 1. The network, its optimizer and, when resuming, where the last run stopped.
     network.to(device)
     optimizer = torch.optim.Adam(network.parameters(), lr=options.learning_rate)
-    record = Record(options=asdict(options), device=str(device), notes=_notes(photos))
+    precision = resolved_precision(recipe.precision, device)
+    record = Record(options=asdict(options), device=str(device), notes={**_notes(photos), "precision": precision})
     start = 0
     if resume:
         start, record = resume_from(
             checkpoint_file, network, optimizer, identity=identity, options=asdict(options), source=source
         )
+        before = record.notes.get("precision")
+        # On another machine ``auto`` may mean another precision: the record says both.
+        record.notes["precision"] = precision if before in (None, precision) else f"{before}, then {precision}"
     model = _model(recipe, network, record, output.parent)
 
     # 2. The recipe's own loss graph at the recipe's size, over VGG19 set up as the optimization path sets it.
