@@ -201,7 +201,7 @@ def synthesize(
         seconds=seconds,
         device=str(device),
         seeds=seeds,
-        precision=resolved_precision(recipe.precision, device),
+        precision=extractor.precision,
     )
 
 

@@ -301,5 +301,10 @@ class VGGFeatures(nn.Module):
                     features[name] = x
         return features
 
+    @property
+    def precision(self) -> str:
+        """What the convolutions run in: ``"bf16"`` under bf16 autocast, else ``"fp32"``."""
+        return "bf16" if self.autocast is torch.bfloat16 else "fp32"
+
     def extra_repr(self) -> str:
         return f"layers={list(self.layers)}, pooling={self.pooling!r}"

@@ -6,8 +6,8 @@ forward and backward pass at 256 px took 142 ms against 235 ms in fp32 (AMD
 EPYC, 2 threads, 2026-12-01, as measured when the CPU engine issue was filed).
 Without those instructions oneDNN emulates bf16 and is slower than fp32 (VGG19's
 pass 1.7× slower, the README's first command 2.6×, on a 2-core Intel Xeon with
-AVX-512 but no avx512_bf16, 2026-12-01), so fp32 stays. Only Linux reports the flags in a form read here; elsewhere auto
-is fp32 on the CPU.
+AVX-512 but no avx512_bf16, 2026-12-01), so fp32 stays. Only Linux reports the
+flags in a form read here; elsewhere auto is fp32 on the CPU.
 """
 
 from __future__ import annotations

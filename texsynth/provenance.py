@@ -212,7 +212,7 @@ class Rerun:
     #: The device the output was made on: the same one is needed for the same pixels.
     device: str | None
     #: What its convolutions ran in ("fp32", "bf16"; None where older outputs do not say): the same is needed too.
-    precision: str | None = None
+    precision: str | None
 
 
 @contextlib.contextmanager

@@ -50,7 +50,7 @@ from ..graph import LossGraph, content_targets
 from ..io import sha256, writable_problem
 from ..provenance import recipe_identity
 from ..recipe import PreserveColour, Recipe
-from ..targets import compile_at, make_extractor, resolved_precision
+from ..targets import compile_at, make_extractor
 from .data import PhotoFolder, batch_noise, iteration_generator, training_blend
 from .loop import Record, Trained, TrainingReport, resume_from, run_iterations
 from .model_file import MODEL_SUFFIX, FastModel, checkpoint_path, style_names
@@ -211,7 +211,7 @@ def train(
     # 1. The network, its optimizer and, when resuming, where the last run stopped.
     network.to(device)
     optimizer = torch.optim.Adam(network.parameters(), lr=options.learning_rate)
-    precision = resolved_precision(recipe.precision, device)
+    precision = extractor.precision
     record = Record(options=asdict(options), device=str(device), notes={**_notes(photos), "precision": precision})
     start = 0
     if resume:
