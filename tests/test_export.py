@@ -23,7 +23,7 @@ TOLERANCE = 1e-4
 
 
 def two_style_model(path, kind="transfer"):
-    """A small two-style network with every weight random (an untrained transfer network is the identity)."""
+    """A small two-style network with every weight random (an untrained transfer network only recolours)."""
     torch.manual_seed(0)
     if kind == "transfer":
         network = TransferNetwork(styles=2, widths=[4, 8, 8], blocks=1, edge_kernel=3, padding="reflect")

@@ -146,6 +146,44 @@ def test_luminance_keeps_the_photos_colours(transfer_model, tmp_path):
     assert (chroma(kept) - chroma(photo)).abs().mean() < 0.5 * (chroma(plain) - chroma(photo)).abs().mean()
 
 
+def test_an_untrained_network_takes_out_a_photos_colour_cast_and_a_photo_skip_keeps_it():
+    from texsynth.fast import TransferNetwork
+
+    photo = load_image(HELD_OUT, (64, 48))
+    cast = photo * torch.tensor([0.5, 0.7, 0.4])[:, None, None] + torch.tensor([0.4, 0.1, 0.0])[:, None, None]
+    blend = torch.tensor([[1.0]])
+    recoloured, plain = TransferNetwork(styles=1), TransferNetwork(styles=1, skip="photo")
+    with torch.no_grad():
+        assert (recoloured(cast, blend) - recoloured(photo, blend)).abs().max() < 1e-3
+        assert (plain(cast, blend) - plain(photo, blend)).abs().mean() > 0.1
+        assert (plain(photo, blend) - photo).abs().max() < 1e-6  # the photo skip starts as the identity
+
+
+def test_a_format_1_transfer_file_loads_as_the_photo_skip_it_was(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from texsynth.fast import FastModel, TransferNetwork, save_model
+
+    torch.manual_seed(0)
+    network = TransferNetwork(styles=1, widths=[4, 8, 8], blocks=1, edge_kernel=3, skip="photo")
+    with torch.no_grad():
+        for parameter in network.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.1)
+    save_model(tmp_path / "new.safetensors", FastModel(network=network, kind="transfer", styles=("s",), blend=(1.0,),
+                                                       recipe={}))  # fmt: skip
+    with safe_open(str(tmp_path / "new.safetensors"), "pt") as handle:
+        meta = json.loads(handle.metadata()["texsynth.model"])
+    del meta["architecture"]["skip"]
+    meta["format_version"] = 1
+    save_file(load_file(str(tmp_path / "new.safetensors")), str(tmp_path / "old.safetensors"),
+              metadata={"texsynth.model": json.dumps(meta)})  # fmt: skip
+    old = load_model(tmp_path / "old.safetensors")
+    assert old.architecture()["skip"] == "photo"
+    photo = load_image(HELD_OUT, (36, 28))
+    assert torch.equal(stylize(old, photo), stylize(load_model(tmp_path / "new.safetensors"), photo))
+
+
 def test_resume_equals_an_uninterrupted_run(tmp_path):
     from test_fast import interrupt_at
 

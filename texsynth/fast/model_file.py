@@ -36,8 +36,9 @@ from ..recipe import Recipe, parse_recipe
 from .networks import TextureGenerator, TransferNetwork, texture_generator_from, transfer_network_from
 
 MODEL_FORMAT = "texsynth-model"
-#: The model format this texsynth reads and writes; a newer one is refused by name.
-MODEL_FORMAT_VERSION = 1
+#: The model format this texsynth writes (and every one before it, which it reads); a newer one is refused
+#: by name. 2: a transfer network's architecture names its skip (format 1's add their change to the photo).
+MODEL_FORMAT_VERSION = 2
 MODEL_SUFFIX = ".safetensors"
 METADATA_KEY = "texsynth.model"
 CHECKPOINT_KEY = "texsynth.checkpoint"
