@@ -101,7 +101,7 @@ def _tiled(network: TransferNetwork, photo: Tensor, blend: Tensor, side: int, de
     height, width = photo.shape[-2:]
     scale = min(1.0, STATISTICS_SIDE / max(height, width))
     overview = F.interpolate(photo, scale_factor=scale, mode="area") if scale < 1 else photo
-    with _frozen_statistics(network, _whole_statistics(network, overview.to(device), blend)):
+    with _frozen_statistics(_whole_statistics(network, overview.to(device), blend)):
         total = torch.zeros(1, 3, height, width)
         weight = torch.zeros(1, 1, height, width)
         for top, left, tile_height, tile_width in _tiles(height, width, side):
@@ -143,15 +143,21 @@ def _window(tile_height: int, tile_width: int, top: int, left: int, height: int,
     return (rows[:, None] * columns[None, :])[None, None]
 
 
-def _whole_statistics(network: TransferNetwork, photo: Tensor, blend: Tensor) -> list[tuple[Tensor, Tensor]]:
+def _whole_statistics(
+    network: TransferNetwork, photo: Tensor, blend: Tensor
+) -> dict[ConditionalInstanceNorm, tuple[Tensor, Tensor]]:
     """Each normalization layer's (mean, variance) of its input, (1, C, 1, 1) each, on ``photo``."""
-    found: list[tuple[Tensor, Tensor]] = []
+    found: dict[ConditionalInstanceNorm, tuple[Tensor, Tensor]] = {}
 
-    def record(module: torch.nn.Module, inputs: tuple[Tensor, ...]) -> None:
+    def record(norm: ConditionalInstanceNorm, inputs: tuple[Tensor, ...]) -> None:
         x = inputs[0].float()
-        found.append((x.mean(dim=(2, 3), keepdim=True), x.var(dim=(2, 3), keepdim=True, unbiased=False)))
+        found[norm] = (x.mean(dim=(2, 3), keepdim=True), x.var(dim=(2, 3), keepdim=True, unbiased=False))
 
-    handles = [norm.register_forward_pre_hook(record) for norm in _norms(network)]
+    handles = [
+        module.register_forward_pre_hook(record)
+        for module in network.modules()
+        if isinstance(module, ConditionalInstanceNorm)
+    ]
     try:
         _whole(network, photo, blend)
     finally:
@@ -160,20 +166,15 @@ def _whole_statistics(network: TransferNetwork, photo: Tensor, blend: Tensor) ->
     return found
 
 
-def _norms(network: TransferNetwork) -> list[ConditionalInstanceNorm]:
-    """The network's normalization layers, in the order a forward pass runs them."""
-    return [module for module in network.modules() if isinstance(module, ConditionalInstanceNorm)]
-
-
 @contextlib.contextmanager
-def _frozen_statistics(network: TransferNetwork, statistics: Sequence[tuple[Tensor, Tensor]]) -> Iterator[None]:
-    norms = _norms(network)
-    for norm, (mean, variance) in zip(norms, statistics):
-        norm.statistics = (mean, variance)
+def _frozen_statistics(statistics: Mapping[ConditionalInstanceNorm, tuple[Tensor, Tensor]]) -> Iterator[None]:
+    """Every normalization layer uses its own entry of ``statistics`` instead of each input's."""
+    for norm, found in statistics.items():
+        norm.statistics = found
     try:
         yield
     finally:
-        for norm in norms:
+        for norm in statistics:
             norm.statistics = None
 
 

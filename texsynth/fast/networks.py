@@ -251,7 +251,6 @@ class TransferNetwork(nn.Module):
         nn.init.zeros_(self.to_rgb.weight)
         assert self.to_rgb.bias is not None
         nn.init.zeros_(self.to_rgb.bias)
-        # Registered last because it runs last: apply's tiles hand each norm its statistics in that order.
         self.recolour: ConditionalInstanceNorm | None = None
         if skip == "recoloured":
             self.recolour = ConditionalInstanceNorm(3, styles)
