@@ -77,6 +77,18 @@ def test_the_loss_kernel_script_runs_its_smallest_setting(subprocess_env):
     assert "with torch.sort" in out and "Gram product and its gradient" in out
 
 
+def test_the_per_layer_script_judges_an_image_at_every_layer_and_phase(tmp_path, subprocess_env):
+    from PIL import Image
+
+    from conftest import IMAGES
+
+    Image.open(IMAGES / "brick.jpg").convert("RGB").resize((32, 32)).save(tmp_path / "brick.png")
+    out = run_script(subprocess_env, "layers.py", str(ROOT / "recipes" / "brick.yaml"), str(tmp_path / "brick.png"))
+    header, row = out.strip().splitlines()[-2:]
+    assert "relu5_1" in header and "phases" in header
+    assert row.startswith("brick.png") and len(row.split()) == 9  # name, style, five layers, phase mean and max
+
+
 def test_the_feed_forward_benchmark_runs_its_smallest_setting(tmp_path, subprocess_env):
     from texsynth import parse_recipe
     from texsynth.fast import TrainingOptions, train
