@@ -180,6 +180,10 @@ def test_a_format_1_transfer_file_loads_as_the_photo_skip_it_was(tmp_path):
               metadata={"texsynth.model": json.dumps(meta)})  # fmt: skip
     old = load_model(tmp_path / "old.safetensors")
     assert old.architecture()["skip"] == "photo"
+    assert old.describe()["format_version"] == 1  # `texsynth show` says what the file is
+    save_model(tmp_path / "rewritten.safetensors", old)
+    rewritten = load_model(tmp_path / "rewritten.safetensors")
+    assert rewritten.describe()["format_version"] == 2 and rewritten.architecture()["skip"] == "photo"
     photo = load_image(HELD_OUT, (36, 28))
     assert torch.equal(stylize(old, photo), stylize(load_model(tmp_path / "new.safetensors"), photo))
 

@@ -24,7 +24,7 @@ from .. import interrupts
 from .._version import __version__
 from ..errors import TexsynthError, located
 from ..io import sha256
-from .model_file import FastModel, load_checkpoint, save_checkpoint, save_model
+from .model_file import MODEL_FORMAT_VERSION, FastModel, load_checkpoint, save_checkpoint, save_model
 
 #: Loss values kept in a model's training record (one every iterations/HISTORY_POINTS).
 HISTORY_POINTS = 100
@@ -196,7 +196,13 @@ def run_iterations(
                 break
     return Trained(
         path=output,
-        model=replace(model, training=record.data(), path=output, sha256=sha256(output)),
+        model=replace(
+            model,
+            training=record.data(),
+            path=output,
+            sha256=sha256(output),
+            format_version=MODEL_FORMAT_VERSION,
+        ),
         iterations=done,
         interrupted=done < iterations,
         seconds=time.perf_counter() - began,

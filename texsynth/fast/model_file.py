@@ -76,6 +76,8 @@ class FastModel:
     versions: dict[str, str] = field(default_factory=dict)
     path: Path | None = None
     sha256: str | None = None
+    #: The format the file was read from; what is written is always :data:`MODEL_FORMAT_VERSION`.
+    format_version: int = MODEL_FORMAT_VERSION
 
     def generator(self) -> TextureGenerator:
         """The texture generator, when this is a texture model; else one line saying which command it is for."""
@@ -101,10 +103,14 @@ class FastModel:
         return self.network.architecture()  # type: ignore[operator]
 
     def describe(self) -> dict[str, Any]:
-        """Everything the file says about itself, as plain data (``texsynth show``)."""
+        """Everything the file says about itself, as plain data (``texsynth show``).
+
+        A file of an older format reads as the network it was (the architecture filled in as that
+        format meant it) but keeps its own ``format_version`` here; saving it writes the current one.
+        """
         return {
             "format": MODEL_FORMAT,
-            "format_version": MODEL_FORMAT_VERSION,
+            "format_version": self.format_version,
             "texsynth": self.versions.get("texsynth", __version__),
             "torch": self.versions.get("torch", torch.__version__),
             "kind": self.kind,
@@ -144,9 +150,13 @@ def _weights(network: Network, prefix: str = "") -> dict[str, Tensor]:
     return {f"{prefix}{name}": value.detach().float().cpu().contiguous() for name, value in state.items()}
 
 
+def _header(model: FastModel) -> str:
+    return json.dumps({**model.describe(), "format_version": MODEL_FORMAT_VERSION})
+
+
 def save_model(path: Path, model: FastModel) -> Path:
     """Write ``model`` to ``path`` atomically (a crash never leaves half a file or clobbers the old one)."""
-    header = {METADATA_KEY: json.dumps(model.describe())}
+    header = {METADATA_KEY: _header(model)}
     return _write(path, save_tensors(_weights(model.network), metadata=header))
 
 
@@ -158,7 +168,7 @@ def save_checkpoint(path: Path, model: FastModel, optimizer: torch.optim.Optimiz
         for name, value in slots.items():
             tensors[f"optimizer.{index}.{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
     header = {
-        METADATA_KEY: json.dumps(model.describe()),
+        METADATA_KEY: _header(model),
         CHECKPOINT_KEY: json.dumps({**state, "param_groups": optimizer_state["param_groups"]}, sort_keys=True),
     }
     return _write(path, save_tensors(tensors, metadata=header))
@@ -288,6 +298,7 @@ def _model_from(path: Path, header: Mapping[str, str], tensors: Mapping[str, Ten
         versions={name: str(meta.get(name)) for name in ("texsynth", "torch")},
         path=path,
         sha256=sha256(path),
+        format_version=version,
     )
 
 
