@@ -11,6 +11,9 @@ baseline gets ``--baseline`` options, by default ``--scales 1``: the single
 full-size scale every texture up to 256 px got before textures went
 coarse-to-fine (2026-12-01), which reproduces that path exactly. The
 candidate gets ``--candidate`` options (default: none, the recipe as shipped).
+``--baseline-checkout DIR`` runs the baseline with another checkout's texsynth
+(a ``git worktree`` of an older commit, put first on ``PYTHONPATH``), to
+measure a change of the code rather than of the options.
 
 Both outputs are judged by one yardstick, ``texsynth.metrics.Measure`` on the
 recipe's style at the output's size: style distance, sliced distance and worst
@@ -44,12 +47,14 @@ from speed import Yardstick, device_name, load_rgb, long_side_size, upright_size
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_command(recipe: Path, output: Path, options: list[str], threads: int) -> float:
-    """Seconds from launch to exit of ``texsynth recipe`` with ``options``."""
+def run_command(recipe: Path, output: Path, options: list[str], threads: int, checkout: Path = ROOT) -> float:
+    """Seconds from launch to exit of ``texsynth recipe`` with ``options``, run from ``checkout``'s code."""
     command = [sys.executable, "-m", "texsynth", "recipe", str(recipe), "-o", str(output), "--quiet", *options]
     environment = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    if checkout != ROOT:
+        environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(checkout), environment.get("PYTHONPATH")]))
     start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, env=environment, cwd=ROOT)
+    done = subprocess.run(command, capture_output=True, text=True, env=environment, cwd=checkout)
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         sys.stderr.write(done.stderr)
@@ -76,6 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--recipe", type=Path, default=ROOT / "recipes" / "brick.yaml")
     parser.add_argument("--baseline", default="--scales 1", help="the baseline's options (one string)")
     parser.add_argument("--candidate", default="", help="the candidate's options (one string)")
+    parser.add_argument("--baseline-checkout", type=Path, default=ROOT, help="run the baseline from this checkout")
     parser.add_argument("--steps", type=int, help="steps for both sides (default: the recipe's)")
     parser.add_argument("--seeds", type=int, nargs="+", help="run each side once per seed (default: the recipe's)")
     parser.add_argument("--keep", type=Path, help="a folder to keep the outputs in, to look at")
@@ -84,6 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     recipe = texsynth.load_recipe(args.recipe)
     steps = ["--steps", str(args.steps)] if args.steps else []
     sides = {"baseline": shlex.split(args.baseline) + steps, "candidate": shlex.split(args.candidate) + steps}
+    checkouts = {"baseline": args.baseline_checkout.resolve(), "candidate": ROOT}
     seeds = args.seeds or [recipe.seed]
     stamp = datetime.datetime.now().astimezone().isoformat(timespec="minutes")
     print(
@@ -99,11 +106,15 @@ def main(argv: list[str] | None = None) -> None:
         for seed in seeds:
             for side, options in sides.items():
                 output = folder / f"{side}-seed{seed}.png"
-                seconds = run_command(args.recipe.resolve(), output, [*options, "--seed", str(seed)], args.threads)
+                seconds = run_command(
+                    args.recipe.resolve(), output, [*options, "--seed", str(seed)], args.threads, checkouts[side]
+                )
                 runs[side].append({"seconds": seconds, **judge(output, recipe)})
                 judged = runs[side][-1]
                 figures = ", ".join(f"{name} {value:.4f}" for name, value in judged.items() if name != "seconds")
                 label = shlex.join(options) or "as shipped"
+                if checkouts[side] != ROOT:
+                    label += f", code from {checkouts[side]}"
                 print(f"  {side} ({label}), seed {seed}: {seconds:.1f} s; {figures}", flush=True)
     means = {side: {name: statistics.mean(run[name] for run in done) for name in done[0]} 
              for side, done in runs.items()}

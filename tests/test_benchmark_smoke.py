@@ -77,6 +77,12 @@ def test_the_loss_kernel_script_runs_its_smallest_setting(subprocess_env):
     assert "with torch.sort" in out and "Gram product and its gradient" in out
 
 
+def test_the_roofline_script_counts_the_network_and_bounds_the_schedule(subprocess_env):
+    out = run_script(subprocess_env, "roofline.py", "--device", "cpu", "--matrix", "64", "--repeats", "1")
+    assert "fp32" in out and "x (a) fp32" in out
+    assert "(c) brick.yaml's schedule (100 at 64x64, 100 at 128x128, 100 at 256x256)" in out
+
+
 def test_the_per_layer_script_judges_an_image_at_every_layer_and_phase(tmp_path, subprocess_env):
     from PIL import Image
 

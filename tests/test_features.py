@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
+from torch.nn import functional as F
 
 from texsynth.errors import TexsynthError
 from texsynth.features import (
@@ -15,6 +16,7 @@ from texsynth.features import (
     VGGFeatures,
     default_weights_path,
     load_vgg19_weights,
+    pad_by_one,
 )
 
 EXPECTED_SHAPES = {
@@ -112,3 +114,26 @@ def test_every_feature_layer_is_reachable():
     extractor = VGGFeatures(FEATURE_LAYERS)
     features = extractor(torch.rand(1, 3, 32, 32))
     assert set(FEATURE_LAYERS) <= set(features)
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_the_cpu_wrap_padding_is_f_pad_circular_forward_and_backward(memory_format):
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 5, 7, 9, generator=generator).contiguous(memory_format=memory_format).requires_grad_()
+    weights = torch.randn(2, 5, 9, 11, generator=generator)
+    expected = F.pad(x, (1, 1, 1, 1), mode="circular")
+    (expected * weights).sum().backward()
+    expected_grad, x.grad = x.grad, None
+    padded = pad_by_one(x, "circular")
+    (padded * weights).sum().backward()
+    assert torch.equal(padded, expected) and torch.allclose(x.grad, expected_grad, rtol=0, atol=1e-6)
+    assert padded.is_contiguous(memory_format=memory_format)  # no layout conversion before the convolution
+
+
+def test_channels_last_features_match_contiguous_ones():
+    image = torch.rand(1, 3, 48, 48, generator=torch.Generator().manual_seed(1))
+    plain, last = VGGFeatures(["relu1_1", "relu3_1"]), VGGFeatures(["relu1_1", "relu3_1"], channels_last=True)
+    for padding in ("zeros", "circular"):
+        a, b = plain(image, padding=padding), last(image, padding=padding)
+        for name in ("relu1_1", "relu3_1"):  # Caffe-scaled activations: up to thousands
+            assert torch.allclose(a[name], b[name], rtol=1e-5, atol=1e-5 * float(a[name].abs().max()))

@@ -222,6 +222,47 @@ def weights_problem(path: Path) -> str | None:
     return None
 
 
+def pad_by_one(x: Tensor, mode: str) -> Tensor:
+    """``x`` (B, C, H, W) padded by one pixel on every side, ``mode`` as :func:`torch.nn.functional.pad`'s."""
+    if mode == "circular" and x.device.type == "cpu":
+        return _WrapByOne.apply(x)
+    return F.pad(x, (1, 1, 1, 1), mode=mode)
+
+
+class _WrapByOne(torch.autograd.Function):
+    """Circular padding by one pixel for the CPU, in ``x``'s own memory layout.
+
+    ``F.pad`` returns a contiguous tensor, so under channels_last every
+    convolution got its input converted back; its backward, and that of
+    padding by concatenated slices, writes each piece's gradient into a
+    zeroed tensor of the input's full size. Here the backward copies the
+    centre once and adds the eight border pieces where they wrapped from.
+    VGG19's pass through relu5_1 at 256 px on the 2-core CPU: 1.15x faster
+    with channels_last (README, the first command on a CPU). Exactly what
+    ``F.pad(x, (1, 1, 1, 1), mode="circular")`` computes, forward and backward
+    (tests/test_features.py).
+    """
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, x: Tensor) -> Tensor:
+        x = torch.cat([x[..., -1:, :], x, x[..., :1, :]], dim=-2)
+        return torch.cat([x[..., -1:], x, x[..., :1]], dim=-1)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> Tensor:
+        inner = grad[..., 1:-1, 1:-1].clone(memory_format=torch.preserve_format)
+        inner[..., 0, :] += grad[..., -1, 1:-1]
+        inner[..., -1, :] += grad[..., 0, 1:-1]
+        inner[..., :, 0] += grad[..., 1:-1, -1]
+        inner[..., :, -1] += grad[..., 1:-1, 0]
+        inner[..., 0, 0] += grad[..., -1, -1]
+        inner[..., 0, -1] += grad[..., -1, 0]
+        inner[..., -1, 0] += grad[..., 0, -1]
+        inner[..., -1, -1] += grad[..., 0, 0]
+        return inner
+
+
 class VGGFeatures(nn.Module):
     """Frozen VGG19 cut after the deepest requested layer.
 
@@ -294,7 +335,7 @@ class VGGFeatures(nn.Module):
         with torch.autocast(x.device.type, dtype=self.autocast, enabled=self.autocast is not None):
             for name, module in self.net.named_children():
                 if padding != "zeros" and isinstance(module, nn.Conv2d):
-                    x = F.conv2d(F.pad(x, (1, 1, 1, 1), mode=padding), module.weight, module.bias)
+                    x = F.conv2d(pad_by_one(x, padding), module.weight, module.bias)
                 else:
                     x = module(x)
                 if name in wanted:
