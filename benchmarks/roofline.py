@@ -5,7 +5,7 @@
     python benchmarks/roofline.py --device cpu --matrix 256 --repeats 2 --sizes 32   # a smoke run
 
 (a) The device's matrix-product rate: ``torch.mm`` of two ``--matrix`` × ``--matrix``
-    matrices in fp32 and in bf16, GFLOP/s, best of ``--repeats``: the practical
+    matrices in fp32 and in bf16, GFLOP/s, median of ``--repeats``: the practical
     peak of its BLAS (bf16 is only faster where the hardware has it).
 (b) VGG19 through the recipe's deepest layer, as a step of that recipe runs it
     (its padding, its precision on this device, ``make_extractor``'s settings):
@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import statistics
-import time
 from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import texsynth
+from engine import step_milliseconds  # benchmarks/engine.py
 from texsynth.api import output_size, pick_device
 from texsynth.preflight import scale_plan
 from texsynth.targets import make_extractor, resolved_precision
@@ -40,29 +39,11 @@ from texsynth.targets import make_extractor, resolved_precision
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(run, device: torch.device, repeats: int) -> list[float]:
-    """Seconds of each of ``repeats`` calls of ``run``, after one call that warms up."""
-    run()
-    seconds = []
-    for _ in range(repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        run()
-        synchronize(device)
-        seconds.append(time.perf_counter() - start)
-    return seconds
-
-
 def matrix_rate(side: int, dtype: torch.dtype, device: torch.device, repeats: int) -> float:
-    """GFLOP/s of ``torch.mm`` of two side × side matrices, the best of ``repeats``."""
+    """GFLOP/s of ``torch.mm`` of two side × side matrices, at the median of ``repeats``."""
     a = torch.rand(side, side, device=device, dtype=dtype)
     b = torch.rand(side, side, device=device, dtype=dtype)
-    return 2 * side**3 / min(timed(lambda: torch.mm(a, b), device, repeats)) / 1e9
+    return 2 * side**3 / step_milliseconds(lambda: torch.mm(a, b), device, 1, repeats) / 1e6
 
 
 def network_pass(recipe: texsynth.Recipe, device: torch.device, width: int, height: int, repeats: int):
@@ -78,7 +59,7 @@ def network_pass(recipe: texsynth.Recipe, device: torch.device, width: int, heig
 
     with FlopCounterMode(display=False) as counter:
         run()
-    return counter.get_total_flops() / 1e9, statistics.median(timed(run, device, repeats))
+    return counter.get_total_flops() / 1e9, step_milliseconds(run, device, 1, repeats) / 1e3
 
 
 def main() -> None:
