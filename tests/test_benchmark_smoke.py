@@ -83,6 +83,17 @@ def test_the_roofline_script_counts_the_network_and_bounds_the_schedule(subproce
     assert "(c) brick.yaml's schedule (100 at 64x64, 100 at 128x128, 100 at 256x256)" in out
 
 
+def test_the_first_run_script_runs_its_baseline_from_another_checkout(tmp_path, subprocess_env):
+    # A checkout whose package is this one's: the baseline imports it through PYTHONPATH, from that folder.
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "texsynth").symlink_to(ROOT / "texsynth")
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(f"size: 32\nsteps: 2\ntileable: true\nstyles:\n  - image: {ROOT / 'recipes/images/brick.jpg'}\n")
+    out = run_script(subprocess_env, "first_run.py", "--recipe", str(recipe), "--baseline", "",
+                     "--baseline-checkout", str(tmp_path / "old"), "--threads", "1")  # fmt: skip
+    assert f"code from {tmp_path / 'old'}" in out and "worst window" in out
+
+
 def test_the_per_layer_script_judges_an_image_at_every_layer_and_phase(tmp_path, subprocess_env):
     from PIL import Image
 
