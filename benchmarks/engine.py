@@ -93,8 +93,7 @@ def optimizer_step(
     stage = compile_at(recipe, extractor, width, height)
     if compiled:
         extractor = torch.compile(extractor)
-    padding = "circular" if recipe.tileable else "zeros"
-    loss_of = objective(stage, extractor, padding, device)
+    loss_of = objective(stage, extractor, recipe.padding, device)
     generator = torch.Generator().manual_seed(0)
     variable = torch.rand((batch, 3, height, width), generator=generator).to(device).requires_grad_(True)
     lbfgs = BatchedLBFGS(variable)

@@ -33,8 +33,9 @@ from torch.utils.flop_counter import FlopCounterMode
 import texsynth
 from engine import step_milliseconds  # benchmarks/engine.py
 from texsynth.api import output_size, pick_device
+from texsynth.features import VGGFeatures
 from texsynth.preflight import scale_plan
-from texsynth.targets import make_extractor, resolved_precision
+from texsynth.targets import make_extractor
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,14 +47,14 @@ def matrix_rate(side: int, dtype: torch.dtype, device: torch.device, repeats: in
     return 2 * side**3 / step_milliseconds(lambda: torch.mm(a, b), device, 1, repeats) / 1e6
 
 
-def network_pass(recipe: texsynth.Recipe, device: torch.device, width: int, height: int, repeats: int):
+def network_pass(
+    recipe: texsynth.Recipe, extractor: VGGFeatures, device: torch.device, width: int, height: int, repeats: int
+) -> tuple[float, float]:
     """(GFLOP, median seconds) of one forward and backward pass, as a step of ``recipe`` makes it."""
-    extractor = make_extractor(recipe, device)
-    padding = "circular" if recipe.tileable else "zeros"
     image = torch.rand(1, 3, height, width, device=device, requires_grad=True)
 
     def run() -> None:
-        features = extractor(image, padding=padding)
+        features = extractor(image, padding=recipe.padding)
         losses = [value.float().square().mean() for name, value in features.items() if name != "input"]
         torch.stack(losses).sum().backward()
 
@@ -86,12 +87,13 @@ def main() -> None:
     print(f"(a) torch.mm {args.matrix}x{args.matrix}: fp32 {fp32:.0f} GFLOP/s, bf16 {bf16:.0f} GFLOP/s "
           f"({bf16 / fp32:.2f}x fp32)")  # fmt: skip
 
-    padding, precision = "circular" if recipe.tileable else "zero", resolved_precision(recipe.precision, device)
-    print(f"(b) VGG19 to {recipe.deepest_layer}, forward + backward to the image, {padding} padding, {precision}:")
+    extractor = make_extractor(recipe, device)
+    print(f"(b) VGG19 to {recipe.deepest_layer}, forward + backward to the image, {recipe.padding} padding, "
+          f"{extractor.precision}:")  # fmt: skip
     print("    size       GFLOP     ms   GFLOP/s   x (a) fp32   steps")
     in_network = at_peak = 0.0
     for w, h, steps in plan:
-        flops, seconds = network_pass(recipe, device, w, h, args.repeats)
+        flops, seconds = network_pass(recipe, extractor, device, w, h, args.repeats)
         rate = flops / seconds
         in_network += steps * seconds
         at_peak += steps * flops / fp32

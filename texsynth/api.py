@@ -157,7 +157,6 @@ def synthesize(
     width, height = output_size(recipe)
     extractor = make_extractor(recipe, device)
     plan = preflight.scale_plan(recipe, width, height)
-    padding = "circular" if recipe.tileable else "zeros"
     cuda_graph = use_cuda_graph(recipe, device)
 
     image: Tensor | None = None
@@ -173,7 +172,7 @@ def synthesize(
         # 3. Optimize; progress counts steps over the whole pyramid.
         result = optimize(
             start.to(device),
-            objective(stage, extractor, padding, device),
+            objective(stage, extractor, recipe.padding, device),
             steps=scale.steps,
             optimizer=recipe.optimizer,
             learning_rate=recipe.effective_learning_rate,

@@ -341,6 +341,11 @@ class Recipe(BaseModel):
         return 2 ** downsampling(self.deepest_layer)
 
     @property
+    def padding(self) -> str:
+        """How VGG19 sees beyond the image's edges: circularly for a tileable output, else zeros."""
+        return "circular" if self.tileable else "zeros"
+
+    @property
     def effective_init(self) -> Init:
         if self.init is not None:
             return self.init

@@ -197,7 +197,6 @@ def train(
     photos = _check_trainable(recipe, content_dir, source)
     seed = options.seed if options.seed is not None else recipe.seed
     extractor = make_extractor(recipe, device)
-    padding = "circular" if recipe.tileable else "zeros"
     with torch.random.fork_rng(devices=[]):  # the initial weights from the seed, the caller's RNG untouched
         torch.manual_seed(seed)
         task: _Task = _Textures(recipe) if photos is None else _Transfers(recipe, photos, extractor)
@@ -240,7 +239,7 @@ def train(
         # 2. Network, VGG19, the recipe's graph.
         with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
             image = network(inputs, blend)
-        losses = {name: value.mean() for name, value in graph(extractor(image.float(), padding=padding)).items()}
+        losses = {name: value.mean() for name, value in graph(extractor(image.float(), padding=recipe.padding)).items()}
         # 3. One step on their sum.
         for group in optimizer.param_groups:
             group["lr"] = learning_rate_at(iteration, options.iterations, options.learning_rate)
