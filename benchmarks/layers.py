@@ -34,11 +34,14 @@ def main() -> None:
     measure = Measure()
     print(f"{'image':<28}{'style':>8}" + "".join(f"{layer:>9}" for layer in measure.layers)
           + ("   phases: mean    max" if args.phases else ""))  # fmt: skip
+    targets: dict[int, dict] = {}  # by long side: a benchmark's images mostly share one size
     for path in args.images:
         image = load_image(path)
         long_side = max(image.shape[-2:])
-        styles = [load_image(s.image, style_image_size(s.image, s.scale, long_side)) for s in recipe.styles]
-        grams = measure.grams(styles, [s.weight for s in recipe.styles])
+        if long_side not in targets:
+            styles = [load_image(s.image, style_image_size(s.image, s.scale, long_side)) for s in recipe.styles]
+            targets[long_side] = measure.grams(styles, [s.weight for s in recipe.styles])
+        grams = targets[long_side]
         features = measure.extractor(image)
         layers = [float(gram_loss(gram_matrix(features[layer]), grams[layer])[0]) for layer in measure.layers]
         line = f"{path.name:<28}{measure.style_distance(image, grams):>8.4f}" + "".join(f"{v:>9.4f}" for v in layers)
